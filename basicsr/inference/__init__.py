@@ -1,0 +1,1 @@
+"""Inference wrappers: padding, tiling, self-ensemble, TLC."""

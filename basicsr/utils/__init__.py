@@ -1,0 +1,1 @@
+"""Shared utilities: registries, image I/O, logging, options."""
