@@ -1,0 +1,132 @@
+"""Atomic, self-checking training checkpoints.
+
+One file per save (``training_states/ckpt_<iter>.pth``) holds everything a run needs to continue
+exactly: networks, EMA, optimisers, schedulers, AMP scaler, iteration, epoch, sampler position, RNG
+states of every rank, best metrics and the options hash. Files are written to a temporary name,
+fsync'ed and renamed, with a SHA-256 side file; a corrupt or truncated file is skipped (with a warning)
+in favour of the previous one.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from basicsr.utils.logger import get_logger
+
+CKPT_PATTERN = re.compile(r'^ckpt_(\d+)\.pth$')
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> str:
+    """``torch.save`` to ``path`` atomically (temp file + fsync + rename); returns the SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    with open(tmp, 'wb') as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    sha = path.with_name(path.name + '.sha256')
+    tmp_sha = sha.with_name(f'.{sha.name}.tmp{os.getpid()}')
+    tmp_sha.write_text(digest + '\n')
+    os.replace(tmp_sha, sha)
+    _fsync_dir(path.parent)
+    return digest
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def verified_load(path: str | Path, map_location: Any = 'cpu') -> Any:
+    """Load a checkpoint written by :func:`atomic_torch_save`, checking its SHA-256 side file.
+
+    Raises ``ValueError`` naming the file when it is truncated or corrupt.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    sha = path.with_name(path.name + '.sha256')
+    if sha.exists():
+        expected = sha.read_text().strip()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError(f'checkpoint {path} is corrupt or truncated: SHA-256 differs from {sha.name} '
+                             f'({len(data)} bytes on disk)')
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        raise ValueError(f'checkpoint {path} cannot be read ({type(exc).__name__}: {exc})') from exc
+
+
+def list_checkpoints(folder: str | Path) -> List[Path]:
+    """Checkpoint files in ``folder``, newest iteration first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CKPT_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def checkpoint_path(folder: str | Path, iteration: int) -> Path:
+    return Path(folder) / f'ckpt_{iteration:08d}.pth'
+
+
+def save_checkpoint(state: Dict[str, Any], folder: str | Path, iteration: int, keep_last: int = 3) -> Path:
+    """Write ``state`` as the checkpoint of ``iteration`` and delete all but the newest ``keep_last``."""
+    path = checkpoint_path(folder, iteration)
+    atomic_torch_save(state, path)
+    if keep_last > 0:
+        for old in list_checkpoints(folder)[keep_last:]:
+            old.unlink(missing_ok=True)
+            old.with_name(old.name + '.sha256').unlink(missing_ok=True)
+    return path
+
+
+def load_latest_checkpoint(folder: str | Path, map_location: Any = 'cpu') -> Optional[Dict[str, Any]]:
+    """The newest readable checkpoint in ``folder`` (None if there is none); broken ones are skipped."""
+    logger = get_logger()
+    for path in list_checkpoints(folder):
+        try:
+            state = verified_load(path, map_location)
+        except (ValueError, OSError) as exc:
+            logger.warning(f'{exc}; falling back to the previous checkpoint')
+            continue
+        state['_path'] = str(path)
+        return state
+    return None
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """RNG states of python, numpy, torch and (if present) every CUDA device of this process."""
+    state = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state['python'])
+    np.random.set_state(state['numpy'])
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])

@@ -1,0 +1,128 @@
+"""Evaluation shared by training-time validation, test.py and demo.py.
+
+Images are sharded over ranks, restored through the inference pipeline (padding, tiling, self-ensemble,
+TLC), scored with the configured metrics/profile, optionally saved (restored image, side-by-side
+``input | output | ground truth``, extra outputs such as uncertainty maps), and the per-image records are
+gathered on every rank so rank 0 can write ``metrics.json`` and the per-image CSV.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from basicsr.utils.dist import all_gather_objects, get_dist_info
+from basicsr.utils.img_util import tensor2img, write_image
+
+
+def build_scorer(val_opt: Dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]:
+    """A function ``(pred, gt) -> {metric: value}`` from ``val.metrics`` (BasicSR blocks) or ``val.profile``."""
+    from basicsr.metrics.profiles import compute_metrics, get_profile, resolve_metrics
+    spec = val_opt.get('profile') or val_opt.get('metrics')
+    if not spec:
+        return lambda pred, gt: {}
+    metrics = resolve_metrics(spec)  # validates names before any image is processed
+    scorer = lambda pred, gt: compute_metrics(pred, gt, spec)  # noqa: E731
+    if isinstance(spec, str):
+        scorer.description = f'profile {spec}: {get_profile(spec).description}'  # type: ignore[attr-defined]
+    else:
+        scorer.description = 'metrics ' + '; '.join(  # type: ignore[attr-defined]
+            f"{k}={v['type']}({', '.join(f'{a}={b}' for a, b in v.items() if a != 'type')})"
+            for k, v in metrics.items())
+    return scorer
+
+
+def side_by_side(lq: torch.Tensor, out: torch.Tensor, gt: Optional[torch.Tensor]) -> torch.Tensor:
+    """``input | output | gt`` in one (C, H, W*k) image; the input is upsampled (nearest) for SR."""
+    if lq.shape[-2:] != out.shape[-2:]:
+        lq = F.interpolate(lq[None], size=out.shape[-2:], mode='nearest')[0]
+    if lq.shape[0] != out.shape[0]:
+        lq = lq[:out.shape[0]] if lq.shape[0] > out.shape[0] else lq.expand(out.shape[0], -1, -1)
+    panels = [lq, out] + ([gt] if gt is not None and gt.shape == out.shape else [])
+    gap = torch.ones(out.shape[0], out.shape[1], 4)
+    parts: List[torch.Tensor] = []
+    for p in panels:
+        parts += [p.clamp(0, 1), gap]
+    return torch.cat(parts[:-1], dim=2)
+
+
+@torch.no_grad()
+def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dict[str, Any],
+             device: torch.device, save_dir: Optional[Path] = None, save_img: bool = False,
+             suffix: Optional[str] = None, pbar: bool = True, desc: str = 'eval') -> Dict[str, Any]:
+    """Restore and score every image of ``dataset``.
+
+    Args:
+        pipeline: ``lq (1, C, H, W) float [0, 1] -> output`` (tensor or NamedOutputs).
+        dataset: items ``{'lq', 'gt'?, 'lq_path'}`` with (C, H, W) tensors.
+        val_opt: the ``val``/``test`` option block (``metrics`` or ``profile``, ``save_comparison``,
+            ``save_extra_outputs``).
+    Returns:
+        ``{'mean': {metric: value}, 'images': [{'name', metric...}], 'metric_spec': str}``.
+    """
+    from basicsr.archs.outputs import NamedOutputs, main_output
+    scorer = build_scorer(val_opt)
+    rank, world = get_dist_info()
+    indices = list(range(rank, len(dataset), world))
+    records: List[Dict[str, Any]] = []
+    save_cmp = bool(val_opt.get('save_comparison', False))
+    save_extra = bool(val_opt.get('save_extra_outputs', False))
+    for idx in tqdm(indices, desc=desc, disable=not pbar or rank != 0, unit='img'):
+        item = dataset[idx]
+        lq = item['lq'].unsqueeze(0).to(device)
+        out = pipeline(lq)
+        pred = main_output(out).clamp(0, 1).float().cpu()[0]
+        name = Path(item.get('lq_path') or item.get('gt_path') or f'{idx:05d}').stem
+        rec: Dict[str, Any] = {'name': name, 'index': idx}
+        gt = item.get('gt')
+        if gt is not None:
+            gt = gt.float().cpu()
+            if gt.shape != pred.shape:
+                raise ValueError(f"{item.get('gt_path', name)}: ground truth is {tuple(gt.shape)} but the "
+                                 f'output is {tuple(pred.shape)}; check scale and crops')
+            rec.update(scorer(pred, gt))
+        if save_dir is not None and save_img:
+            stem = f'{name}_{suffix}' if suffix else name
+            write_image(save_dir / f'{stem}.png', tensor2img(pred))
+            if save_cmp:
+                write_image(save_dir / 'comparison' / f'{stem}.png',
+                            tensor2img(side_by_side(item['lq'].float().cpu(), pred, gt)))
+            if save_extra and isinstance(out, NamedOutputs):
+                for oname, t in out.items():
+                    if t is main_output(out):
+                        continue
+                    t = t[0].float().cpu()
+                    if oname.startswith('var:'):  # log-variance: show as a normalised map
+                        t = (t - t.min()) / (t.max() - t.min() + 1e-12)
+                    write_image(save_dir / 'extra' / f"{stem}_{oname.replace(':', '')}.png", tensor2img(t))
+        records.append(rec)
+    gathered = [r for part in all_gather_objects(records) for r in part]
+    gathered.sort(key=lambda r: r['index'])
+    keys = [k for k in (gathered[0] if gathered else {}) if k not in ('name', 'index')]
+    mean = {k: float(np.mean([r[k] for r in gathered])) for k in keys}
+    return {'mean': mean, 'images': gathered, 'metric_spec': getattr(scorer, 'description', 'none')}
+
+
+def write_results(result: Dict[str, Any], folder: Path, dataset_name: str, extra: Optional[Dict] = None) -> None:
+    """``metrics.json`` (means, profile/metric description, count) and ``<dataset>_per_image.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = folder / 'metrics.json'
+    data = json.loads(json_path.read_text()) if json_path.exists() else {}
+    data[dataset_name] = {'mean': result['mean'], 'num_images': len(result['images']),
+                          'metrics': result['metric_spec'], **(extra or {})}
+    json_path.write_text(json.dumps(data, indent=2))
+    rows = result['images']
+    keys = [k for k in (rows[0] if rows else {}) if k != 'index']
+    with open(folder / f'{dataset_name}_per_image.csv', 'w', newline='') as fh:
+        writer = csv.writer(fh)
+        writer.writerow(keys)
+        for r in rows:
+            writer.writerow([f'{r[k]:.6f}' if isinstance(r[k], float) and math.isfinite(r[k]) else r[k]
+                             for k in keys])

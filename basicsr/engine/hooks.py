@@ -1,0 +1,158 @@
+"""Hooks that plug into the trainer at named points (before_run, before_iter, after_iter, after_run).
+
+The trainer owns the order of things; hooks own one concern each: progressive patch/batch schedule,
+EMA, timing and logging, validation, checkpointing. They run in ascending ``priority``.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List
+
+import torch
+
+from basicsr.utils.dist import all_reduce_mean, get_dist_info
+from basicsr.utils.logger import ETA, format_log, get_logger
+from basicsr.utils.registry import HOOK_REGISTRY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from basicsr.engine.trainer import Trainer
+
+
+class Hook:
+    """Base hook; override the points you need."""
+    priority = 50
+
+    def before_run(self, trainer: 'Trainer') -> None:
+        pass
+
+    def before_iter(self, trainer: 'Trainer', batches: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        return batches
+
+    def after_iter(self, trainer: 'Trainer') -> None:
+        pass
+
+    def after_run(self, trainer: 'Trainer') -> None:
+        pass
+
+
+@HOOK_REGISTRY.register()
+class ProgressiveHook(Hook):
+    """Restormer's progressive learning: at cumulative ``iters`` boundaries, use ``mini_batch_sizes[j]``
+    samples of each loaded batch, randomly cropped to ``gt_sizes[j]`` (the loader yields ``gt_size``).
+
+    Randomness comes from a generator seeded with (seed, iteration), so a resumed run crops identically.
+    """
+    priority = 10
+
+    def __init__(self, mini_batch_sizes: List[int], gt_sizes: List[int], iters: List[int], scale: int = 1,
+                 seed: int = 0) -> None:
+        if not len(mini_batch_sizes) == len(gt_sizes) == len(iters):
+            raise ValueError(f'datasets.train: mini_batch_sizes ({len(mini_batch_sizes)}), gt_sizes '
+                             f'({len(gt_sizes)}) and iters ({len(iters)}) must have the same length')
+        self.mini_batch_sizes, self.gt_sizes, self.scale, self.seed = mini_batch_sizes, gt_sizes, scale, seed
+        self.bounds = [sum(iters[:i + 1]) for i in range(len(iters))]
+        self._announced = -1
+
+    def stage(self, it: int) -> int:
+        for j, b in enumerate(self.bounds):
+            if it <= b:
+                return j
+        return len(self.bounds) - 1
+
+    def before_iter(self, trainer: 'Trainer', batches: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        j = self.stage(trainer.iter)
+        bs, size = self.mini_batch_sizes[j], self.gt_sizes[j]
+        if j != self._announced:
+            get_logger().info(f'progressive training: patch size {size}, batch size {bs} per GPU '
+                              f'from iteration {trainer.iter}')
+            self._announced = j
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + trainer.iter)
+        out = []
+        for batch in batches:
+            gt, lq = batch['gt'], batch['lq']
+            if bs < gt.size(0):
+                keep = torch.randperm(gt.size(0), generator=gen)[:bs].sort().values
+                gt, lq = gt[keep], lq[keep]
+            lq_size = size // self.scale
+            h, w = lq.shape[-2:]
+            if lq_size < min(h, w):
+                top = int(torch.randint(h - lq_size + 1, (1, ), generator=gen))
+                left = int(torch.randint(w - lq_size + 1, (1, ), generator=gen))
+                lq = lq[..., top:top + lq_size, left:left + lq_size]
+                s = self.scale
+                gt = gt[..., top * s:(top + lq_size) * s, left * s:(left + lq_size) * s]
+            out.append({**batch, 'gt': gt, 'lq': lq})
+        return out
+
+
+@HOOK_REGISTRY.register()
+class EMAHook(Hook):
+    """Update the model's EMA network after every optimiser step."""
+    priority = 20
+
+    def after_iter(self, trainer: 'Trainer') -> None:
+        model = trainer.model
+        if getattr(model, 'net_g_ema', None) is not None:
+            model.update_ema(model.ema_decay)
+
+
+@HOOK_REGISTRY.register()
+class LoggerHook(Hook):
+    """Every ``print_freq`` iterations: averaged losses over ranks, lr, ETA to the text log, TensorBoard
+    scalars (``losses/*``, ``lr``) and ``log/losses.csv`` (one row per logged iteration)."""
+    priority = 30
+
+    def __init__(self, print_freq: int = 100) -> None:
+        self.print_freq = max(int(print_freq), 1)
+
+    def before_run(self, trainer: 'Trainer') -> None:
+        self.eta = ETA(trainer.iter, trainer.total_iter)
+
+    def after_iter(self, trainer: 'Trainer') -> None:
+        dt = self.eta.tick()
+        if trainer.iter % self.print_freq and trainer.iter != trainer.total_iter:
+            return
+        losses = all_reduce_mean(trainer.losses)
+        trainer.last_logged_losses = losses
+        if get_dist_info()[0] != 0:
+            return
+        lrs = trainer.model.get_current_learning_rate()
+        get_logger().info(format_log(trainer.epoch, trainer.iter, lrs, losses, self.eta.eta_seconds(trainer.iter), dt))
+        if trainer.tb is not None:
+            for k, v in losses.items():
+                trainer.tb.add_scalar(f'losses/{k}', v, trainer.iter)
+            trainer.tb.add_scalar('lr', lrs[0], trainer.iter)
+        path = Path(trainer.opt['path']['log']) / 'losses.csv'
+        new = not path.exists()
+        with open(path, 'a', newline='') as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(['iter'] + list(losses))
+            writer.writerow([trainer.iter] + [repr(v) for v in losses.values()])
+
+
+@HOOK_REGISTRY.register()
+class ValidationHook(Hook):
+    """Validate every ``val_freq`` iterations (and at the end) on every ``datasets.val*`` set."""
+    priority = 60
+
+    def __init__(self, val_freq: int) -> None:
+        self.val_freq = int(val_freq)
+
+    def after_iter(self, trainer: 'Trainer') -> None:
+        if self.val_freq > 0 and (trainer.iter % self.val_freq == 0 or trainer.iter == trainer.total_iter):
+            trainer.validate()
+
+
+@HOOK_REGISTRY.register()
+class CheckpointHook(Hook):
+    """Save the full training state every ``save_checkpoint_freq`` iterations and at the end."""
+    priority = 90
+
+    def __init__(self, save_checkpoint_freq: int) -> None:
+        self.freq = int(save_checkpoint_freq)
+
+    def after_iter(self, trainer: 'Trainer') -> None:
+        if (self.freq > 0 and trainer.iter % self.freq == 0) or trainer.iter == trainer.total_iter:
+            trainer.save_checkpoint()

@@ -1,0 +1,227 @@
+"""Iteration-based trainer: data stream, model steps, hooks, exact resume, distributed validation."""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from basicsr.data import build_dataset
+from basicsr.engine.checkpoint import (capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint,
+                                       verified_load)
+from basicsr.engine.evaluator import evaluate, write_results
+from basicsr.engine.hooks import (CheckpointHook, EMAHook, Hook, LoggerHook, ProgressiveHook, ValidationHook)
+from basicsr.models import build_model
+from basicsr.utils.dist import all_gather_objects, barrier, get_dist_info
+from basicsr.utils.logger import get_logger, init_tb_logger
+from basicsr.utils.options import dump_options, options_hash
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class TrainStream:
+    """Endless batches from the train loader with an exact position (epoch, samples consumed).
+
+    The sampler shuffles with (seed, epoch) and skips the samples already consumed, so after a resume
+    the next batch is the one the interrupted run would have seen.
+    """
+
+    def __init__(self, dataset: Any, dataset_opt: Dict[str, Any], num_gpu: int, seed: int) -> None:
+        from basicsr.data.loader import build_dataloader
+        from basicsr.data.sampler import EnlargedSampler
+        rank, world = get_dist_info()
+        self.dataset = dataset
+        self.sampler = EnlargedSampler(len(dataset), world, rank, ratio=dataset_opt.get('dataset_enlarge_ratio', 1),
+                                       seed=seed, shuffle=dataset_opt.get('use_shuffle', True))
+        self.batch_size = int(dataset_opt.get('batch_size_per_gpu', 1))
+        self.loader = build_dataloader(dataset, dataset_opt, num_gpu=num_gpu, dist=world > 1,
+                                       sampler=self.sampler, seed=seed)
+        self.epoch = 0
+        self._iter: Optional[Any] = None
+
+    @property
+    def iters_per_epoch(self) -> int:
+        return max(len(self.sampler) // self.batch_size, 1)
+
+    def _start_epoch(self) -> None:
+        self.sampler.set_epoch(self.epoch)
+        if hasattr(self.dataset, 'set_epoch'):
+            self.dataset.set_epoch(self.epoch)
+        self._iter = iter(self.loader)
+
+    def next(self) -> Dict[str, Any]:
+        if self._iter is None:
+            self._start_epoch()
+        while True:
+            try:
+                return next(self._iter)
+            except StopIteration:
+                self.epoch += 1
+                self.sampler.load_state_dict({'epoch': self.epoch, 'consumed': 0})
+                self._start_epoch()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
+        self.epoch = int(state['epoch'])
+        self._iter = None
+
+
+class Trainer:
+    """Owns the run: folders, logger, data, model, hooks, checkpoints. ``Trainer(opt).train()``."""
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        self.opt = opt
+        self.rank, self.world = get_dist_info()
+        paths = opt['path']
+        if self.rank == 0:
+            for key in ('experiments_root', 'models', 'training_states', 'log', 'visualization'):
+                Path(paths[key]).mkdir(parents=True, exist_ok=True)
+        barrier()
+        stamp = time.strftime('%Y%m%d_%H%M%S')
+        self.logger = get_logger(Path(paths['log']) / f"train_{opt['name']}_{stamp}.log", self.rank)
+        if self.rank == 0:
+            dump_options(opt, Path(paths['experiments_root']) / 'options_resolved.yml')
+        self.tb = None
+        if self.rank == 0 and opt['logger'].get('use_tb_logger', True):
+            self.tb = init_tb_logger(Path(paths['experiments_root']) / 'tb_logger')
+        self.seed = int(opt.get('manual_seed') or 0)
+        set_random_seed(self.seed + self.rank)
+
+        train_opt = opt['datasets']['train']
+        self.train_set = build_dataset(train_opt)
+        self.stream = TrainStream(self.train_set, train_opt, opt.get('num_gpu', 1), self.seed)
+        self.val_sets = [(k, build_dataset(v)) for k, v in opt['datasets'].items() if k.startswith('val')]
+        self.model = build_model(opt)
+        self.total_iter = int(opt['train']['total_iter'])
+        self.warmup_iter = int(opt['train'].get('warmup_iter', -1))
+        self.accumulate = int(opt['train'].get('accumulate_grad', 1))
+        self.iter, self.epoch = 0, 0
+        self.losses: Dict[str, torch.Tensor] = {}
+        self.last_logged_losses: Dict[str, float] = {}
+        self.best: Dict[str, Dict[str, Dict[str, float]]] = {}
+        self.hooks: List[Hook] = sorted(self._default_hooks(), key=lambda h: h.priority)
+        self.logger.info(f"dataset '{train_opt.get('name', 'train')}': {len(self.train_set)} samples, "
+                         f'{self.stream.iters_per_epoch} iterations per epoch, {self.world} process(es)')
+        self._maybe_resume()
+
+    def _default_hooks(self) -> List[Hook]:
+        opt, train_ds = self.opt, self.opt['datasets']['train']
+        hooks: List[Hook] = []
+        if train_ds.get('mini_batch_sizes') and train_ds.get('gt_sizes') and train_ds.get('iters'):
+            hooks.append(ProgressiveHook(train_ds['mini_batch_sizes'], train_ds['gt_sizes'], train_ds['iters'],
+                                         scale=opt.get('scale', 1), seed=self.seed + self.rank))
+        hooks += [EMAHook(), LoggerHook(opt['logger'].get('print_freq', 100)),
+                  CheckpointHook(opt['logger'].get('save_checkpoint_freq', 5000))]
+        if self.val_sets and opt.get('val'):
+            hooks.append(ValidationHook(opt['val'].get('val_freq', 0)))
+        return hooks
+
+    # ------------------------------------------------------------------ resume
+    def _maybe_resume(self) -> None:
+        paths = self.opt['path']
+        state = None
+        if paths.get('resume_state'):
+            state = verified_load(paths['resume_state'])
+            state['_path'] = paths['resume_state']
+        elif paths.get('auto_resume', True):
+            state = load_latest_checkpoint(paths['training_states'])
+        if state is None:
+            return
+        if state.get('options_hash') != options_hash(self.opt):
+            self.logger.warning(f"resuming from {state['_path']} whose options hash differs from this run's; "
+                                f'the options changed since it was written')
+        self.model.load_state_dict(state['model'])
+        self.iter, self.epoch = int(state['iter']), int(state['epoch'])
+        self.stream.load_state_dict(state['sampler'][self.rank] if self.rank < len(state['sampler'])
+                                    else state['sampler'][0])
+        rng = state['rng']
+        restore_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0])
+        self.best = state.get('best', {})
+        self.logger.info(f"resumed from {state['_path']} at iteration {self.iter} (epoch {self.epoch})")
+
+    def save_checkpoint(self) -> None:
+        """Gather every rank's sampler and RNG state and write one checkpoint from rank 0."""
+        samplers = all_gather_objects(self.stream.state_dict())
+        rngs = all_gather_objects(capture_rng_state())
+        if self.rank == 0:
+            state = {'iter': self.iter, 'epoch': self.stream.epoch, 'model': self.model.state_dict(),
+                     'sampler': samplers, 'rng': rngs, 'best': self.best, 'options_hash': options_hash(self.opt),
+                     'world_size': self.world}
+            path = save_checkpoint(state, self.opt['path']['training_states'], self.iter,
+                                   keep_last=self.opt['logger'].get('keep_last', 3))
+            from basicsr.engine.checkpoint import atomic_torch_save
+            atomic_torch_save(self.model.network_state(), Path(self.opt['path']['models']) / 'net_g_latest.pth')
+            self.logger.info(f'saved checkpoint {path}')
+        barrier()
+
+    # ------------------------------------------------------------------ loop
+    def _call(self, point: str, *args: Any) -> Any:
+        for hook in self.hooks:
+            getattr(hook, point)(self, *args)
+
+    def train(self) -> Dict[str, float]:
+        """Run until ``train.total_iter``; returns the last logged losses."""
+        self._call('before_run')
+        start = time.time()
+        while self.iter < self.total_iter:
+            batches = [self.stream.next() for _ in range(self.accumulate)]
+            self.iter += 1
+            self.epoch = self.stream.epoch
+            for hook in self.hooks:
+                batches = hook.before_iter(self, batches)
+            self.model.update_learning_rate(self.iter, self.warmup_iter)
+            self.losses = self.model.optimize_parameters(batches, self.iter)
+            self._call('after_iter')
+        self._call('after_run')
+        self.logger.info(f'training done: {self.iter} iterations in {time.time() - start:.1f}s this session')
+        if self.tb is not None:
+            self.tb.close()
+        return self.last_logged_losses
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> Dict[str, Dict[str, float]]:
+        """Evaluate on every val set (sharded over ranks), log, update the best-metric record."""
+        from basicsr.inference import build_inference
+        val_opt = self.opt['val']
+        net = self.model.inference_network()
+        pipeline = build_inference(net, val_opt, scale=self.opt.get('scale', 1))
+        results = {}
+        for key, dataset in self.val_sets:
+            name = self.opt['datasets'][key].get('name', key)
+            save_dir = Path(self.opt['path']['visualization']) / name / f'{self.iter:08d}'
+            res = evaluate(pipeline, dataset, val_opt, self.model.device, save_dir=save_dir,
+                           save_img=val_opt.get('save_img', False), pbar=val_opt.get('pbar', True),
+                           desc=f'val {name}')
+            results[name] = res['mean']
+            if self.rank == 0:
+                self._record(name, res)
+        self.model.train_mode()
+        return results
+
+    def _record(self, name: str, res: Dict[str, Any]) -> None:
+        metric_opts = self.opt['val'].get('metrics') or {}
+        msg = [f'validation {name} @ {self.iter} ({res["metric_spec"]}):']
+        for metric, value in res['mean'].items():
+            better = (metric_opts.get(metric) or {}).get('better', 'higher')
+            best = self.best.setdefault(name, {}).get(metric)
+            improved = best is None or (value >= best['val'] if better == 'higher' else value <= best['val'])
+            if improved:
+                self.best[name][metric] = {'val': value, 'iter': self.iter}
+            b = self.best[name][metric]
+            msg.append(f"  {metric}: {value:.4f}  (best {b['val']:.4f} @ {b['iter']})")
+            if self.tb is not None:
+                self.tb.add_scalar(f'metrics/{name}/{metric}', value, self.iter)
+        self.logger.info('\n'.join(msg))
+        write_results(res, Path(self.opt['path']['experiments_root']) / 'val_results', f'{name}_{self.iter:08d}')
+

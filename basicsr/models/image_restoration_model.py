@@ -1,0 +1,241 @@
+"""ImageRestorationModel: one network, its losses, optimiser, schedulers, EMA, AMP and gradient accumulation.
+
+The training loop, checkpointing, logging and validation live in :mod:`basicsr.engine`; this class only
+knows how to take one optimisation step and how to save/restore its own state.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections import OrderedDict
+from contextlib import nullcontext
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from basicsr.archs import build_network
+from basicsr.engine.schedulers import build_scheduler, warmup_lrs
+from basicsr.models.loss_terms import build_loss_terms
+from basicsr.utils.dist import get_dist_info
+from basicsr.utils.logger import get_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def select_device(opt: Dict[str, Any]) -> torch.device:
+    """CUDA (this rank's LOCAL_RANK device) when available and ``num_gpu`` is not 0, else CPU."""
+    import os
+    if opt.get('num_gpu', 'auto') != 0 and torch.cuda.is_available():
+        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')))
+    return torch.device('cpu')
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The bare network inside DDP/DataParallel."""
+    return net.module if isinstance(net, (DistributedDataParallel, nn.DataParallel)) else net
+
+
+@MODEL_REGISTRY.register()
+class ImageRestorationModel:
+    """Restoration model: ``lq -> net_g -> output`` trained against ``gt``.
+
+    Option keys used: ``network_g``, ``path.{pretrain_network_g, param_key_g, strict_load_g}``,
+    ``train.{optim_g, scheduler, warmup_iter, ema_decay, use_grad_clip, grad_clip_norm,
+    accumulate_grad, amp, mixing_augs, *_opt}``.
+    """
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        self.opt = opt
+        self.device = select_device(opt)
+        self.is_train = bool(opt.get('is_train', False))
+        self.net_g = build_network(opt['network_g']).to(self.device)
+        pretrain = (opt.get('path') or {}).get('pretrain_network_g')
+        if pretrain:
+            from basicsr.archs.pretrained import load_pretrained
+            load_pretrained(self.net_g, pretrain, key=opt['path'].get('param_key_g', 'auto'),
+                            strict=opt['path'].get('strict_load_g', True))
+            get_logger().info(f'loaded network_g weights from {pretrain}')
+        self.net_g_ema: Optional[nn.Module] = None
+        self.log_dict: Dict[str, float] = OrderedDict()
+        if self.is_train:
+            self._init_training()
+
+    # ------------------------------------------------------------------ set-up
+    def _init_training(self) -> None:
+        train = self.opt['train']
+        self.ema_decay = float(train.get('ema_decay', 0) or 0)
+        if self.ema_decay > 0:
+            self.net_g_ema = copy.deepcopy(self.net_g).eval()
+            for p in self.net_g_ema.parameters():
+                p.requires_grad_(False)
+        self.loss_terms = build_loss_terms(train).to(self.device)
+        self.accumulate = int(train.get('accumulate_grad', 1))
+        amp = train.get('amp') or None
+        self.amp_dtype = AMP_DTYPES.get(amp) if amp else None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
+        self.grad_clip = float(train.get('grad_clip_norm', 0.01)) if train.get('use_grad_clip') else 0.0
+        mixing = train.get('mixing_augs') or {}
+        self.mixup_beta = float(mixing.get('mixup_beta', 1.2)) if mixing.get('mixup') else 0.0
+        self.mixup_identity = bool(mixing.get('use_identity', False))
+
+        rank, world = get_dist_info()
+        if world > 1:
+            self.net_g = DistributedDataParallel(
+                self.net_g, device_ids=[self.device.index] if self.device.type == 'cuda' else None,
+                find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        self.net_g.train()
+
+        optim_opt = dict(train['optim_g'])
+        optim_type = optim_opt.pop('type')
+        if optim_type not in OPTIMIZERS:
+            raise ValueError(f"train.optim_g.type '{optim_type}' is not supported; choose one of {list(OPTIMIZERS)}")
+        params = [p for p in self.net_g.parameters() if p.requires_grad]
+        self.optimizer_g = OPTIMIZERS[optim_type](params, **optim_opt)
+        self.optimizers = [self.optimizer_g]
+        self.schedulers = []
+        if train.get('scheduler'):
+            self.schedulers = [build_scheduler(o, train['scheduler']) for o in self.optimizers]
+        self.mix_gen = torch.Generator().manual_seed(int(self.opt.get('manual_seed') or 0) + rank)
+
+    # ------------------------------------------------------------------ training step
+    def feed_data(self, data: Dict[str, Any]) -> None:
+        self.lq = data['lq'].to(self.device, non_blocking=True)
+        self.gt = data['gt'].to(self.device, non_blocking=True) if 'gt' in data else None
+
+    def _mixup(self, gt: torch.Tensor, lq: torch.Tensor) -> tuple:
+        """Restormer's mixing augmentation with the model's own seeded generator."""
+        n_aug = 2 if self.mixup_identity else 1   # 'identity' is the second choice
+        if int(torch.randint(n_aug, (1, ), generator=self.mix_gen)) == 1:
+            return gt, lq
+        lam = _beta_sample(self.mix_gen, self.mixup_beta)
+        perm = torch.randperm(gt.size(0), generator=self.mix_gen).to(gt.device)
+        return lam * gt + (1 - lam) * gt[perm], lam * lq + (1 - lam) * lq[perm]
+
+    def optimize_parameters(self, batches: Sequence[Dict[str, Any]], current_iter: int) -> Dict[str, float]:
+        """One optimiser step over ``batches`` (``accumulate_grad`` micro-batches); returns the losses."""
+        self.optimizer_g.zero_grad(set_to_none=True)
+        totals: Dict[str, torch.Tensor] = OrderedDict()
+        n = len(batches)
+        for i, batch in enumerate(batches):
+            self.feed_data(batch)
+            gt, lq = self.gt, self.lq
+            if self.mixup_beta > 0:
+                gt, lq = self._mixup(gt, lq)
+            sync = nullcontext() if (i == n - 1 or not isinstance(self.net_g, DistributedDataParallel)) \
+                else self.net_g.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    out = self.net_g(lq)
+                    losses = OrderedDict((f'l_{k[:-4]}', term(out, gt)) for k, term in self.loss_terms.items())
+                loss = sum(losses.values()) / n
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f'iteration {current_iter}: loss is {float(loss)} '
+                                             f'({ {k: float(v) for k, v in losses.items()} })')
+                self.scaler.scale(loss).backward()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + v.detach() / n
+        if self.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer_g)
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer_g)
+        self.scaler.update()
+        if len(totals) > 1:
+            totals['l_total'] = sum(totals.values())
+        self.output = out
+        return totals
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        """EMA of parameters; buffers (e.g. norm statistics) are copied, which BasicSR forgets."""
+        net = unwrap(self.net_g)
+        ema_params = dict(self.net_g_ema.named_parameters())
+        for name, p in net.named_parameters():
+            ema_params[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
+        ema_bufs = dict(self.net_g_ema.named_buffers())
+        for name, b in net.named_buffers():
+            ema_bufs[name].copy_(b)
+
+    # ------------------------------------------------------------------ schedule
+    def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
+        """Step the schedulers once; during BasicSR-style warm-up, scale the initial lr linearly."""
+        for s in self.schedulers:
+            s.step()
+        if current_iter <= warmup_iter:
+            for o in self.optimizers:
+                base = [g['initial_lr'] for g in o.param_groups]
+                for g, lr in zip(o.param_groups, warmup_lrs(base, current_iter, warmup_iter)):
+                    g['lr'] = lr
+
+    def get_current_learning_rate(self) -> List[float]:
+        return [g['lr'] for g in self.optimizer_g.param_groups]
+
+    # ------------------------------------------------------------------ inference
+    def inference_network(self) -> nn.Module:
+        """The network used for validation/testing: the EMA copy when EMA is on, in eval mode."""
+        net = self.net_g_ema if self.net_g_ema is not None else unwrap(self.net_g)
+        return net.eval()
+
+    def train_mode(self) -> None:
+        self.net_g.train()
+
+    # ------------------------------------------------------------------ state
+    def network_state(self) -> Dict[str, Any]:
+        """``{'params': ..., 'params_ema': ...}`` on CPU, the BasicSR release-weights layout."""
+        out = {'params': {k: v.detach().cpu() for k, v in unwrap(self.net_g).state_dict().items()}}
+        if self.net_g_ema is not None:
+            out['params_ema'] = {k: v.detach().cpu() for k, v in self.net_g_ema.state_dict().items()}
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = {'networks': self.network_state(),
+                 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers],
+                 'scaler': self.scaler.state_dict(),
+                 'mix_gen': self.mix_gen.get_state()}
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        unwrap(self.net_g).load_state_dict(state['networks']['params'], strict=True)
+        if self.net_g_ema is not None:
+            ema = state['networks'].get('params_ema', state['networks']['params'])
+            self.net_g_ema.load_state_dict(ema, strict=True)
+        for o, s in zip(self.optimizers, state['optimizers']):
+            o.load_state_dict(s)
+        for sch, s in zip(self.schedulers, state['schedulers']):
+            sch.load_state_dict(s)
+        self.scaler.load_state_dict(state['scaler'])
+        self.mix_gen.set_state(state['mix_gen'])
+
+
+def _beta_sample(gen: torch.Generator, beta: float) -> float:
+    """Beta(beta, beta) sample as a ratio of two seeded Gamma draws (reproducible on resume)."""
+    g1 = _gamma(gen, beta)
+    g2 = _gamma(gen, beta)
+    return g1 / (g1 + g2)
+
+
+def _gamma(gen: torch.Generator, shape: float) -> float:
+    """Marsaglia-Tsang Gamma(shape, 1) sampler driven by ``gen`` (torch's samplers take no generator)."""
+    boost = 1.0
+    if shape < 1:
+        boost = float(torch.rand(1, generator=gen)) ** (1.0 / shape)
+        shape += 1
+    d = shape - 1.0 / 3
+    c = 1.0 / math.sqrt(9 * d)
+    while True:
+        x = float(torch.randn(1, generator=gen))
+        v = (1 + c * x) ** 3
+        if v <= 0:
+            continue
+        u = float(torch.rand(1, generator=gen))
+        if math.log(u) < 0.5 * x * x + d - d * v + d * math.log(v):
+            return d * v * boost
+
+
+@MODEL_REGISTRY.register()
+class ImageCleanModel(ImageRestorationModel):
+    """Restormer's name for the same model (its option files say ``model_type: ImageCleanModel``)."""

@@ -1,0 +1,95 @@
+"""Loss terms: the ``train.*_opt`` blocks bound to named network outputs.
+
+A network returns a tensor or a :class:`~basicsr.archs.outputs.NamedOutputs`. Each ``*_opt`` block is a
+registered loss plus an optional ``outputs`` entry saying which outputs it scores:
+
+- omitted: every ``stage:*`` output if the network has stages (MPRNet/HINet/DSRIR official losses sum
+  over stages), otherwise ``pred``;
+- a name (``'pred'``, ``'stage:2'``) or a list of names, summed;
+- a list of mappings, each giving the loss's keyword arguments by output name, e.g. DSRIR's uncertainty
+  loss ``[{pred: 'stage:1', log_var: 'var:1'}, ...]``.
+
+``stage_weights`` (same length as the resolved outputs) weights the summands. The target is always the
+ground truth, passed as the second positional argument.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from basicsr.archs.outputs import NamedOutputs, output_names
+from basicsr.losses import build_loss
+
+OutputSpec = Union[str, Dict[str, str]]
+
+
+class LossTerm(nn.Module):
+    """One ``train.<key>`` loss applied to selected outputs."""
+
+    def __init__(self, key: str, opt: Dict[str, Any]) -> None:
+        super().__init__()
+        opt = dict(opt)
+        self.key = key
+        self.outputs: Optional[List[OutputSpec]] = _as_list(opt.pop('outputs', None))
+        self.stage_weights: Optional[List[float]] = opt.pop('stage_weights', None)
+        self.loss = build_loss(opt)
+
+    def resolve(self, out: Any) -> List[OutputSpec]:
+        """The output specs this term scores for the network output ``out``."""
+        names = output_names(out)
+        specs = self.outputs
+        if specs is None:
+            stages = [n for n in names if n.startswith('stage:')]
+            specs = stages or ['pred']
+        for spec in specs:
+            for name in ([spec] if isinstance(spec, str) else list(spec.values())):
+                if name != 'pred' and name not in names:
+                    raise ValueError(f"train.{self.key}.outputs: the network has no output '{name}'; it returns "
+                                     f"{names} (and 'pred')")
+        if self.stage_weights is not None and len(self.stage_weights) != len(specs):
+            raise ValueError(f'train.{self.key}.stage_weights has {len(self.stage_weights)} entries but the loss '
+                             f'scores {len(specs)} outputs {specs}; give one weight per output')
+        return specs
+
+    def forward(self, out: Any, gt: torch.Tensor) -> torch.Tensor:
+        specs = self.resolve(out)
+        weights = self.stage_weights or [1.0] * len(specs)
+        total = 0.0
+        for w, spec in zip(weights, specs):
+            if isinstance(spec, str):
+                total = total + w * self.loss(_pick(out, spec), gt)
+            else:
+                total = total + w * self.loss(target=gt, **{k: _pick(out, v) for k, v in spec.items()})
+        return total
+
+
+def _pick(out: Any, name: str) -> torch.Tensor:
+    if isinstance(out, NamedOutputs):
+        return out[name]
+    if name != 'pred':
+        raise ValueError(f"output '{name}' requested but the network returns a single tensor ('pred')")
+    return out
+
+
+def _as_list(x: Any) -> Optional[List[OutputSpec]]:
+    if x is None:
+        return None
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def build_loss_terms(train_opt: Dict[str, Any]) -> nn.ModuleDict:
+    """Every ``*_opt`` block of ``train`` as a :class:`LossTerm`, in option-file order."""
+    terms = nn.ModuleDict()
+    for key, value in train_opt.items():
+        if key.endswith('_opt') and isinstance(value, dict):
+            terms[key] = LossTerm(key, value)
+    if not terms:
+        raise ValueError("train: no loss configured; add e.g. 'pixel_opt: {type: L1Loss, loss_weight: 1.0}'")
+    return terms
+
+
+def loss_names(terms: Sequence[str]) -> List[str]:
+    """Log names (``l_pixel`` for ``pixel_opt``)."""
+    return ['l_' + k[:-4] for k in terms]

@@ -1,0 +1,68 @@
+"""Logging: one 'basicsr' logger (text file on rank 0), TensorBoard writer, and the progress message."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+LOGGER_NAME = 'basicsr'
+
+
+def get_logger(log_file: Optional[str | Path] = None, rank: int = 0, level: int = logging.INFO) -> logging.Logger:
+    """The package logger; adds a file handler for ``log_file`` once. Ranks > 0 only log errors."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level if rank == 0 else logging.ERROR)
+    if log_file is not None and rank == 0:
+        log_file = str(Path(log_file).resolve())
+        if not any(isinstance(h, logging.FileHandler) and h.baseFilename == log_file for h in logger.handlers):
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(log_file, mode='a')
+            fh.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+            logger.addHandler(fh)
+    return logger
+
+
+def init_tb_logger(log_dir: str | Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` (None if tensorboard is not installed, with a warning)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # tensorboard is a requirement; keep training if it is broken
+        get_logger().warning(f'TensorBoard disabled: {exc}')
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+class ETA:
+    """Iteration timer with a moving average and an ETA that stays right after a resume."""
+
+    def __init__(self, start_iter: int, total_iter: int, window: int = 50) -> None:
+        self.start_iter, self.total_iter, self.window = start_iter, total_iter, window
+        self.times: list = []
+        self.last = time.perf_counter()
+        self.data_time = 0.0
+
+    def tick(self) -> float:
+        now = time.perf_counter()
+        dt = now - self.last
+        self.last = now
+        self.times = (self.times + [dt])[-self.window:]
+        return dt
+
+    def eta_seconds(self, current_iter: int) -> float:
+        if not self.times:
+            return float('nan')
+        return sum(self.times) / len(self.times) * max(self.total_iter - current_iter, 0)
+
+
+def format_log(epoch: int, it: int, lrs: list, losses: Dict[str, float], eta_s: float, it_time: float) -> str:
+    eta = time.strftime('%H:%M:%S', time.gmtime(eta_s)) if eta_s == eta_s else '?'
+    lr_s = ','.join(f'{lr:.3e}' for lr in lrs)
+    loss_s = ' '.join(f'{k}: {v:.4e}' for k, v in losses.items())
+    return f'[epoch:{epoch:3d}, iter:{it:8,d}, lr:({lr_s})] [eta: {eta}, time: {it_time:.3f}s] {loss_s}'

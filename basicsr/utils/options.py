@@ -1,0 +1,357 @@
+"""Option files: YAML loading with ``_base_`` inheritance, ``--set`` overrides and validation.
+
+The schema follows BasicSR's (so the official Restormer/NAFNet option files run unchanged apart from
+their dataset paths). Every problem is reported before any work starts, naming the option file, the
+dotted key, what was expected and, for a typo, the closest valid key.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import yaml
+
+
+class OptionError(ValueError):
+    """A problem in an option file; the message names the file and the dotted key."""
+
+
+# ---------------------------------------------------------------------------------------------- YAML
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` / ``5e3`` as floats (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'''^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$''', re.X),
+    list('-+0123456789.'))
+
+
+def load_yaml(path: str | Path) -> Dict[str, Any]:
+    """Read one YAML mapping; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'option file not found: {path}')
+    try:
+        data = yaml.load(path.read_text(encoding='utf-8'), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise OptionError(f'{path}: not valid YAML: {exc}') from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise OptionError(f'{path}: the top level must be a mapping, got {type(data).__name__}')
+    return data
+
+
+def deep_merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base``; a ``_delete_: true`` key replaces instead."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not value.get('_delete_', False):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy({k: v for k, v in value.items() if k != '_delete_'}
+                                     if isinstance(value, dict) else value)
+    return out
+
+
+def load_with_bases(path: str | Path, _seen: Optional[Tuple[str, ...]] = None) -> Dict[str, Any]:
+    """Load ``path`` and merge the files in its ``_base_`` (a path or a list, relative to the file)."""
+    path = Path(path).resolve()
+    seen = _seen or ()
+    if str(path) in seen:
+        raise OptionError(f'{path}: _base_ inheritance cycle: {" -> ".join(seen + (str(path), ))}')
+    data = load_yaml(path)
+    bases = data.pop('_base_', None)
+    if bases is None:
+        return data
+    merged: Dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else list(bases):
+        base_path = (path.parent / base) if not os.path.isabs(base) else Path(base)
+        if not base_path.is_file():
+            raise OptionError(f"{path}: key '_base_': file '{base}' not found (looked at {base_path})")
+        merged = deep_merge(merged, load_with_bases(base_path, seen + (str(path), )))
+    return deep_merge(merged, data)
+
+
+def apply_overrides(opt: Dict[str, Any], overrides: Iterable[str], source: str = '--set') -> Dict[str, Any]:
+    """Apply ``a.b.c=value`` strings (value parsed as YAML) to a copy of ``opt``."""
+    out = copy.deepcopy(opt)
+    for item in overrides:
+        key, sep, raw = item.partition('=')
+        if not sep or not key.strip():
+            raise OptionError(f"{source}: '{item}' is not of the form dotted.key=value")
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+        node = out
+        parts = key.strip().split('.')
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise OptionError(f"{source}: cannot set '{key}': '{'.'.join(parts[:i + 1])}' is a "
+                                  f'{type(nxt).__name__}, not a mapping')
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- schema
+ANY = object()          # any value
+REGISTRY_BLOCK = 'registry'  # {'type': ..., kwargs checked against the registered class}
+
+
+class Key:
+    """One schema entry: allowed python types, whether required, a default, child schema."""
+
+    def __init__(self, types: Any = ANY, required: bool = False, default: Any = None,
+                 children: Optional[Dict[str, 'Key']] = None, open_children: bool = False,
+                 registry: Optional[str] = None, path: bool = False, choices: Optional[Sequence] = None,
+                 doc: str = '') -> None:
+        self.types, self.required, self.default = types, required, default
+        self.children, self.open_children = children, open_children
+        self.registry, self.path, self.choices, self.doc = registry, path, choices, doc
+
+
+NUM = (int, float)
+OPT_STR = (str, type(None))
+OPT_NUM = (int, float, type(None))
+
+INFERENCE_KEYS = {
+    'pad_multiple': Key((int, str, type(None)), doc="pad input to a multiple (int) or 'auto'"),
+    'window_size': Key((int, type(None)), doc='Restormer alias of pad_multiple'),
+    'center_crop_multiple': Key((int, type(None)), doc='PromptIR/DSRIR evaluation crop'),
+    'tile': Key((dict, type(None)), open_children=True, children={}, doc='{size, overlap, batch}'),
+    'grids': Key((bool, dict, type(None)), doc='HINet/NAFNet grids test'),
+    'self_ensemble': Key((bool, type(None))),
+    'tlc': Key((dict, type(None)), open_children=True, children={}, doc='{train_size, base_size, fast_imp}'),
+}
+
+DATASET_KEYS = {
+    # identity and loader
+    'name': Key(str), 'type': Key(str, required=True), 'phase': Key(str),
+    'use_shuffle': Key(bool), 'num_worker_per_gpu': Key(int), 'batch_size_per_gpu': Key(int),
+    'dataset_enlarge_ratio': Key(NUM), 'prefetch_mode': Key(OPT_STR, choices=[None, 'cpu', 'cuda']),
+    'pin_memory': Key(bool), 'persistent_workers': Key(bool),
+    # paths and io
+    'dataroot_gt': Key((str, list, type(None)), path=True), 'dataroot_lq': Key((str, list, type(None)), path=True),
+    'meta_info_file': Key(OPT_STR, path=True), 'filename_tmpl': Key(str), 'io_backend': Key(dict, open_children=True),
+    # crops and augmentation
+    'gt_size': Key((int, type(None))), 'use_flip': Key(bool), 'use_hflip': Key(bool), 'use_rot': Key(bool),
+    'geometric_augs': Key(bool), 'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
+    'mean': Key((list, type(None))), 'std': Key((list, type(None))), 'skip_bad': Key(bool),
+    # Restormer progressive training
+    'mini_batch_sizes': Key(list), 'iters': Key(list), 'gt_sizes': Key(list),
+    # synthetic degradations
+    'degradation': Key((dict, list)), 'noise_seed': Key(int), 'seed': Key(int),
+    'sigma_type': Key(str), 'sigma_range': Key((list, NUM)), 'sigma_test': Key(NUM),
+    # multi-task data (all-in-one)
+    'tasks': Key((list, dict)), 'balance_tasks': Key(bool),
+}
+
+SCHEMA: Dict[str, Key] = {
+    'name': Key(str, required=True),
+    'model_type': Key(str, default='ImageRestorationModel'),
+    'scale': Key(int, default=1),
+    'num_gpu': Key((int, str), default='auto'),
+    'manual_seed': Key((int, type(None)), default=0),
+    'is_train': Key(bool),
+    'find_unused_parameters': Key(bool, default=False),
+    'datasets': Key(dict, open_children=True, children=DATASET_KEYS, doc='train / val* / test* blocks'),
+    'network_g': Key(dict, registry='arch'),
+    'path': Key(dict, default={}, children={
+        'pretrain_network_g': Key(OPT_STR, path=True), 'param_key_g': Key(str, default='auto'),
+        'strict_load_g': Key(bool, default=True), 'resume_state': Key(OPT_STR, path=True),
+        'experiments_root': Key(OPT_STR), 'results_root': Key(OPT_STR), 'root': Key(OPT_STR),
+        'ignore_resume_networks': Key((list, type(None))), 'auto_resume': Key(bool, default=True),
+    }),
+    'train': Key(dict, children={
+        'optim_g': Key(dict), 'scheduler': Key(dict, open_children=True),
+        'total_iter': Key(NUM, required=True), 'warmup_iter': Key(NUM, default=-1),
+        'ema_decay': Key(NUM, default=0), 'use_grad_clip': Key(bool, default=False),
+        'grad_clip_norm': Key(NUM, default=0.01), 'accumulate_grad': Key(int, default=1),
+        'amp': Key((str, bool, type(None)), choices=[None, False, 'bf16', 'fp16']),
+        'mixing_augs': Key(dict, open_children=True), 'progressive': Key(dict, open_children=True),
+        'loss_inputs': Key(dict, open_children=True),
+    }),
+    'val': Key(dict, children={
+        'val_freq': Key(NUM), 'save_img': Key(bool, default=False), 'suffix': Key(OPT_STR),
+        'pbar': Key(bool, default=True), 'metrics': Key((dict, type(None)), open_children=True),
+        'profile': Key(OPT_STR), 'rgb2bgr': Key(bool), 'use_image': Key(bool), 'max_minibatch': Key(int),
+        'save_comparison': Key(bool, default=False), 'save_extra_outputs': Key(bool, default=False),
+        **INFERENCE_KEYS,
+    }),
+    'test': Key(dict, children=dict(INFERENCE_KEYS)),
+    'logger': Key(dict, default={}, children={
+        'print_freq': Key(NUM, default=100), 'save_checkpoint_freq': Key(NUM, default=5000),
+        'use_tb_logger': Key(bool, default=True), 'wandb': Key((dict, type(None)), open_children=True),
+        'keep_last': Key(int, default=3), 'tb_image_freq': Key(NUM),
+    }),
+    'dist_params': Key(dict, default={}, children={
+        'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int)}),
+    'ensemble': Key(dict, open_children=True),
+}
+
+# training-only loss keys follow the BasicSR ``*_opt`` convention (pixel_opt, edge_opt, ...)
+_LOSS_KEY = re.compile(r'^\w+_opt$')
+
+
+def _type_name(types: Any) -> str:
+    if isinstance(types, tuple):
+        return ' or '.join(t.__name__ if t is not type(None) else 'null' for t in types)
+    return types.__name__
+
+
+def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True) -> List[str]:
+    """Check ``opt`` against the schema; raise :class:`OptionError` listing every problem."""
+    errors: List[str] = []
+    _check_mapping(opt, SCHEMA, '', source, errors, check_paths)
+    _check_registry_blocks(opt, source, errors)
+    if errors:
+        raise OptionError(f'{len(errors)} problem(s) in option file {source}:\n  - ' + '\n  - '.join(errors))
+    return errors
+
+
+def _check_mapping(node: Dict[str, Any], schema: Dict[str, Key], prefix: str, source: str,
+                   errors: List[str], check_paths: bool) -> None:
+    for key, spec in schema.items():
+        if spec.required and key not in node:
+            errors.append(f"'{prefix}{key}' is required ({_type_name(spec.types) if spec.types is not ANY else 'any'})")
+    for key, value in node.items():
+        dotted = f'{prefix}{key}'
+        if prefix == 'train.' and _LOSS_KEY.match(key):
+            if value is not None and not (isinstance(value, dict) and 'type' in value):
+                errors.append(f"'{dotted}' must be a mapping with a 'type' key (a loss), got {value!r}")
+            continue
+        if prefix == 'datasets.':
+            if not isinstance(value, dict):
+                errors.append(f"'{dotted}' must be a dataset mapping, got {type(value).__name__}")
+                continue
+            _check_mapping(value, DATASET_KEYS, f'{dotted}.', source, errors, check_paths)
+            continue
+        spec = schema.get(key)
+        if spec is None:
+            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(schema)}"
+            errors.append(f"unknown key '{dotted}'{hint}")
+            continue
+        if spec.types is not ANY and not isinstance(value, spec.types) and not (
+                value is None and not spec.required):
+            if not (spec.types == NUM or (isinstance(spec.types, tuple) and float in spec.types)) \
+                    or not isinstance(value, (int, float)) or isinstance(value, bool):
+                errors.append(f"'{dotted}' must be {_type_name(spec.types)}, got {type(value).__name__} {value!r}")
+                continue
+        if spec.choices is not None and value not in spec.choices:
+            errors.append(f"'{dotted}' must be one of {spec.choices}, got {value!r}")
+        if spec.path and check_paths and value not in (None, 'none', '~'):
+            for p in value if isinstance(value, list) else [value]:
+                if isinstance(p, str) and not os.path.exists(os.path.expanduser(p)):
+                    errors.append(f"'{dotted}': path '{p}' does not exist")
+        if spec.children is not None and isinstance(value, dict) and not spec.open_children:
+            _check_mapping(value, spec.children, f'{dotted}.', source, errors, check_paths)
+        elif spec.children and isinstance(value, dict) and key == 'datasets':
+            _check_mapping(value, {}, f'{dotted}.', source, errors, check_paths)
+
+
+def _check_registry_blocks(opt: Dict[str, Any], source: str, errors: List[str]) -> None:
+    """Check that every ``type:`` names a registered class and that its kwargs fit its signature."""
+    from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, RegistryError, check_kwargs
+
+    blocks = []
+    for net_key in ('network_g', 'network_d'):
+        if isinstance(opt.get(net_key), dict):
+            blocks.append((net_key, opt[net_key], ARCH_REGISTRY))
+    for key, value in (opt.get('train') or {}).items():
+        if _LOSS_KEY.match(key) and isinstance(value, dict):
+            blocks.append((f'train.{key}', value, LOSS_REGISTRY))
+    for dotted, block, registry in blocks:
+        if 'type' not in block:
+            errors.append(f"'{dotted}.type' is required")
+            continue
+        try:
+            cls = registry.get(block['type'])
+        except RegistryError as exc:
+            errors.append(f"'{dotted}.type': {exc}")
+            continue
+        kwargs = {k: v for k, v in block.items() if k not in ('type', 'inputs', 'output', 'outputs')}
+        try:
+            check_kwargs(cls, kwargs, f"'{dotted}' ({block['type']})")
+        except TypeError as exc:
+            errors.append(str(exc))
+
+
+# ---------------------------------------------------------------------------------------------- entry
+def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train: bool = True,
+                  root: Optional[str | Path] = None, check_paths: bool = True) -> Dict[str, Any]:
+    """Load, override, validate and complete an option file.
+
+    Returns the resolved option dict with ``is_train``, ``opt_path`` and ``path.*`` folders filled in
+    (``experiments/<name>/{models,training_states,log,visualization}`` or ``results/<name>``).
+    """
+    source = str(opt_path)
+    opt = load_with_bases(opt_path)
+    opt = apply_overrides(opt, overrides)
+    validate_options(opt, source, check_paths=check_paths)
+    opt = _fill_defaults(opt, SCHEMA)
+    opt['is_train'] = is_train
+    opt['opt_path'] = str(Path(opt_path).resolve())
+    root = Path(root or os.getcwd()).resolve()
+    paths = opt['path']
+    paths['root'] = str(root)
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        dataset['phase'] = phase.split('_')[0]
+        dataset.setdefault('scale', opt['scale'])
+        for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file'):
+            if isinstance(dataset.get(key), str) and dataset[key] not in ('none', '~'):
+                dataset[key] = os.path.expanduser(dataset[key])
+    if is_train:
+        exp_root = Path(paths.get('experiments_root') or root / 'experiments' / opt['name'])
+        paths.update(experiments_root=str(exp_root), models=str(exp_root / 'models'),
+                     training_states=str(exp_root / 'training_states'), log=str(exp_root / 'log'),
+                     visualization=str(exp_root / 'visualization'))
+    else:
+        res_root = Path(paths.get('results_root') or root / 'results' / opt['name'])
+        paths.update(results_root=str(res_root), log=str(res_root), visualization=str(res_root / 'visualization'))
+    return opt
+
+
+def _fill_defaults(node: Dict[str, Any], schema: Dict[str, Key]) -> Dict[str, Any]:
+    for key, spec in schema.items():
+        if key not in node and spec.default is not None:
+            node[key] = copy.deepcopy(spec.default)
+        if spec.children and isinstance(node.get(key), dict) and not spec.open_children:
+            _fill_defaults(node[key], spec.children)
+    return node
+
+
+def options_hash(opt: Dict[str, Any]) -> str:
+    """Hash of the options that define the run (paths and run bookkeeping excluded)."""
+    core = {k: v for k, v in opt.items() if k not in ('path', 'opt_path', 'is_train', 'dist', 'rank',
+                                                       'world_size', 'logger')}
+    blob = json.dumps(core, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def dump_options(opt: Dict[str, Any], path: str | Path) -> None:
+    """Write the fully resolved options as YAML (what actually ran)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(_plain(opt), sort_keys=False), encoding='utf-8')
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
