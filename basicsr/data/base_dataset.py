@@ -1,0 +1,106 @@
+"""Shared machinery of the image datasets: per-sample seeding, run-time patch size and ``skip_bad``.
+
+Seeding: sample ``i`` of epoch ``e`` draws all its randomness (crop, flips, synthetic noise) from
+``numpy.random.default_rng([seed, e, i])``. Nothing depends on global RNG state, the worker that loads
+it or the number of workers, so a resumed run or a run sharded over more ranks sees the same samples.
+``EnlargedSampler`` yields ``(index, epoch)`` keys, which carry the epoch into persistent workers; a
+plain integer index uses the epoch last given to :meth:`set_epoch`.
+
+Seed, epoch and patch size live in a small shared-memory tensor so that calls made in the main process
+reach DataLoader workers that are already running (persistent workers). Batches the loader prefetched
+before such a call keep the old value; ``prefetcher.reset()`` drops them and restarts at the sampler's
+exact position (see ``basicsr/data/sampler.py``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from basicsr.data.data_util import DataError
+from basicsr.utils.img_util import ImageReadError
+
+logger = logging.getLogger('basicsr')
+
+# consecutive bad samples tolerated by skip_bad before giving up (a wrong folder, not a few bad files)
+_MAX_BAD_IN_A_ROW = 50
+_SEED, _EPOCH, _GT_SIZE = 0, 1, 2
+
+
+class RestorationDataset(Dataset):
+    """Base class: subclasses implement ``__len__`` and ``load_sample(index, rng) -> dict``.
+
+    Common options: ``phase`` ('train' | 'val' | 'test'), ``skip_bad`` (log and replace bad samples by the
+    next good one instead of raising), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3).
+    """
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        super().__init__()
+        self.opt = opt
+        self.owner = f"{type(self).__name__} '{opt.get('name', '?')}'"
+        self.phase = opt.get('phase', 'train')
+        self.skip_bad = bool(opt.get('skip_bad', False))
+        self.scale = int(opt.get('scale', 1))
+        self.in_ch = int(opt.get('in_ch', 3))
+        if self.in_ch not in (1, 3):
+            raise DataError(f"{self.owner}: option 'in_ch' must be 1 (gray) or 3 (RGB), got {opt.get('in_ch')!r}")
+        self._state = torch.zeros(3, dtype=torch.int64).share_memory_()
+        if self.phase == 'train':
+            if opt.get('gt_size') is None:
+                raise DataError(f"{self.owner}: option 'gt_size' (training patch size) is required for phase 'train'")
+            self.set_patch_size(int(opt['gt_size']))
+            # Restormer's geometric_augs switches on all 8 flips/rotations; BasicSR/NAFNet name them separately
+            both = bool(opt.get('geometric_augs', False))
+            self.use_hflip = bool(opt.get('use_hflip', opt.get('use_flip', both)))
+            self.use_rot = bool(opt.get('use_rot', both))
+
+    # ------------------------------------------------------------------ run-time state
+    def set_seed(self, seed: int) -> None:
+        """Base seed of all per-sample randomness (``build_dataloader`` sets it to ``manual_seed``)."""
+        self._state[_SEED] = int(seed) % (2 ** 63)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for plain integer indices."""
+        self._state[_EPOCH] = int(epoch)
+
+    def set_patch_size(self, gt_size: int) -> None:
+        """GT patch size of training crops from now on (progressive training changes it between stages)."""
+        if gt_size <= 0 or gt_size % self.scale:
+            raise DataError(f'{self.owner}: patch size gt_size={gt_size} must be a positive multiple of scale '
+                            f'{self.scale}')
+        self._state[_GT_SIZE] = int(gt_size)
+
+    @property
+    def gt_size(self) -> int:
+        return int(self._state[_GT_SIZE])
+
+    def sample_rng(self, index: int, epoch: int) -> np.random.Generator:
+        return np.random.default_rng([int(self._state[_SEED]), epoch, index])
+
+    # ------------------------------------------------------------------ access
+    def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
+        """``key``: index, or ``(index, epoch)`` from the sampler; indices >= len wrap (enlarged epochs)."""
+        if isinstance(key, (tuple, list)):
+            index, epoch = int(key[0]), int(key[1])
+        else:
+            index, epoch = int(key), int(self._state[_EPOCH])
+        n = len(self)
+        first_error: Optional[Exception] = None
+        for attempt in range(min(n, _MAX_BAD_IN_A_ROW) if self.skip_bad else 1):
+            i = index + attempt
+            try:
+                return self.load_sample(i % n, self.sample_rng(i, epoch))
+            except (ImageReadError, DataError) as exc:
+                if not self.skip_bad:
+                    raise
+                first_error = first_error or exc
+                logger.warning('%s: skip_bad: skipping sample %d (%s); using sample %d instead',
+                               self.owner, i % n, exc, (i + 1) % n)
+        raise DataError(f'{self.owner}: skip_bad gave up after {min(n, _MAX_BAD_IN_A_ROW)} bad samples in a row '
+                        f'starting at index {index % n}; first error: {first_error}')

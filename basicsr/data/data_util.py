@@ -1,0 +1,123 @@
+"""Listing and pairing image files: folders, meta-info files and LMDB key lists.
+
+Names are paths relative to their root, with '/' separators. Pairing matches file *stems*: the LQ stem
+is ``filename_tmpl.format(gt_stem)`` in the same sub-folder, whatever the extensions (hazy ``.jpg`` pairs
+with clear ``.png``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+
+
+class DataError(ValueError):
+    """Bad data or data options: unpaired or size-mismatched files, a missing folder, a bad meta-info line."""
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+def require_dir(path: Optional[str], key: str, owner: str) -> Path:
+    """Return ``path`` as a Path, or raise naming the option ``key`` when it is unset or not a folder."""
+    if path in (None, '', 'none', 'None'):
+        raise DataError(f"{owner}: option '{key}' is required (a folder of images)")
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_dir():
+        what = 'is not a folder' if p.exists() else 'does not exist'
+        raise DataError(f"{owner}: option '{key}' = '{path}' {what}")
+    return p
+
+
+def scan_images(folder: Path) -> List[str]:
+    """All image files under ``folder`` (recursive, hidden entries skipped), sorted, as relative names."""
+    names = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+        rel = os.path.relpath(root, folder)
+        for f in files:
+            if not f.startswith('.') and is_image_file(f):
+                names.append(f if rel == '.' else f'{rel}/{f}'.replace(os.sep, '/'))
+    return sorted(names)
+
+
+def stem(name: str) -> str:
+    """'sub/img.png' -> 'sub/img'."""
+    return os.path.splitext(name)[0]
+
+
+def apply_tmpl(name_stem: str, tmpl: str) -> str:
+    """Apply ``filename_tmpl`` to the base name only: ('sub/img', '{}x2') -> 'sub/imgx2'."""
+    head, _, base = name_stem.rpartition('/')
+    try:
+        out = tmpl.format(base)
+    except (IndexError, KeyError, ValueError) as exc:
+        raise DataError(f"filename_tmpl '{tmpl}' is not a valid template with one '{{}}' slot: {exc}") from None
+    return f'{head}/{out}' if head else out
+
+
+def read_meta_info(meta_file: str, key: str = 'meta_info_file') -> List[str]:
+    """Names listed in a BasicSR meta-info file: the first token of every non-empty line.
+
+    Lines look like ``name.png (480,500,3) 1``; only the name is used.
+    """
+    path = Path(meta_file)
+    if not path.is_file():
+        raise DataError(f"option '{key}' = '{meta_file}' does not exist")
+    names = []
+    for lineno, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith('#'):
+            names.append(line.split()[0])
+    if not names:
+        raise DataError(f"meta-info file '{meta_file}' ({key}) lists no images")
+    return names
+
+
+def pair_names(gt_names: Sequence[str], lq_names: Sequence[str], tmpl: str = '{}'
+               ) -> Tuple[List[Tuple[str, str]], List[str], List[str]]:
+    """Pair GT and LQ names by stem through ``tmpl``.
+
+    Returns:
+        (pairs as (gt_name, lq_name) in GT order, GT names without LQ, LQ names without GT).
+
+    Raises:
+        DataError: two LQ files share a stem (e.g. ``a.png`` and ``a.jpg``), so the pairing is ambiguous.
+    """
+    by_stem: Dict[str, str] = {}
+    for name in lq_names:
+        s = stem(name)
+        if s in by_stem:
+            raise DataError(f"ambiguous LQ files '{by_stem[s]}' and '{name}' have the same name stem")
+        by_stem[s] = name
+    pairs, gt_only, used = [], [], set()
+    for name in gt_names:
+        want = apply_tmpl(stem(name), tmpl)
+        if want in by_stem:
+            pairs.append((name, by_stem[want]))
+            used.add(want)
+        else:
+            gt_only.append(name)
+    lq_only = [n for n in lq_names if stem(n) not in used]
+    return pairs, gt_only, lq_only
+
+
+def preview(names: Iterable[str], limit: int = 5) -> str:
+    """'a, b, c, ... (+7 more)' for error messages."""
+    names = list(names)
+    shown = ', '.join(names[:limit])
+    return shown + (f', ... (+{len(names) - limit} more)' if len(names) > limit else '')
+
+
+def unpaired_message(owner: str, gt_desc: str, lq_desc: str, tmpl: str, gt_only: Sequence[str],
+                     lq_only: Sequence[str]) -> str:
+    """Human report of unpaired files (shared by datasets and scripts/check_pairs.py)."""
+    parts = []
+    if gt_only:
+        parts.append(f'{len(gt_only)} GT file(s) in {gt_desc} have no LQ partner in {lq_desc}: {preview(gt_only)}')
+    if lq_only:
+        parts.append(f'{len(lq_only)} LQ file(s) in {lq_desc} have no GT partner in {gt_desc}: {preview(lq_only)}')
+    return f"{owner}: {'; '.join(parts)} (LQ name = filename_tmpl '{tmpl}' applied to the GT name stem)"

@@ -1,0 +1,107 @@
+"""Where images come from: a folder on disk or an LMDB database (BasicSR layout), behind one reader.
+
+An LMDB database is a folder holding ``data.mdb`` and ``meta_info.txt``; every line of the meta-info file
+is ``<key><ext> (h,w,c) <png compression>`` and the record stored under ``<key>`` is the encoded image
+(``scripts/create_lmdb.py`` writes this layout). The LMDB environment is opened lazily in the process
+that reads, so every DataLoader worker gets its own handle.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from basicsr.data.data_util import DataError, read_meta_info, require_dir, scan_images, stem
+from basicsr.utils.img_util import ImageReadError, read_image, read_image_bytes
+
+BACKENDS = ('disk', 'lmdb')
+
+
+def backend_type(opt: Dict[str, Any], owner: str) -> str:
+    """The ``io_backend.type`` of a dataset option block ('disk' when absent)."""
+    io = opt.get('io_backend') or {'type': 'disk'}
+    if not isinstance(io, dict) or io.get('type') not in BACKENDS or set(io) - {'type'}:
+        raise DataError(f"{owner}: option 'io_backend' must be {{type: disk}} or {{type: lmdb}}, got {io!r}")
+    return io['type']
+
+
+class ImageSource:
+    """A list of image names under one root, and a way to read them.
+
+    Args:
+        root: folder (disk) or ``.lmdb`` folder.
+        backend: 'disk' or 'lmdb'.
+        key: option key of ``root`` (named in errors, e.g. 'dataroot_gt').
+        owner: who is asking (dataset type and name), named in errors.
+        meta_info_file: disk only; restricts and orders the images to those listed.
+    """
+
+    def __init__(self, root: str, backend: str, key: str, owner: str,
+                 meta_info_file: Optional[str] = None) -> None:
+        self.root = require_dir(root, key, owner)
+        self.backend = backend
+        self.key = key
+        self._env = None
+        self._env_pid: Optional[int] = None
+        if backend == 'lmdb':
+            if not (self.root / 'data.mdb').is_file():
+                raise DataError(f"{owner}: option '{key}' = '{root}' is not an LMDB database (no data.mdb); "
+                                'create one with scripts/create_lmdb.py')
+            meta = self.root / 'meta_info.txt'
+            if not meta.is_file():
+                raise DataError(f"{owner}: LMDB '{root}' ({key}) has no meta_info.txt listing its keys")
+            self.names = [stem(n) for n in read_meta_info(str(meta), f'{key}/meta_info.txt')]
+        elif meta_info_file:
+            self.names = read_meta_info(meta_info_file)
+            missing = [n for n in self.names if not (self.root / n).is_file()]
+            if missing:
+                raise DataError(f"{owner}: {len(missing)} file(s) listed in meta_info_file '{meta_info_file}' are "
+                                f"missing from {key} '{root}': {', '.join(missing[:5])}")
+        else:
+            self.names = scan_images(self.root)
+        if not self.names:
+            raise DataError(f"{owner}: option '{key}' = '{root}' contains no images")
+
+    def describe(self) -> str:
+        return f"{self.key} '{self.root}'"
+
+    def path(self, name: str) -> str:
+        """Display path of ``name``: the file path, or '<db>.lmdb/<key>' for LMDB records."""
+        return str(self.root / name)
+
+    def read(self, name: str, channels: Optional[int] = 3) -> np.ndarray:
+        """(H, W, C) float32 RGB in [0, 1]; ImageReadError names the file or LMDB record."""
+        if self.backend == 'disk':
+            return read_image(self.root / name, channels=channels)
+        buf = self._lmdb_get(name)
+        return read_image_bytes(buf, self.path(name), channels=channels)
+
+    def _lmdb_get(self, name: str) -> bytes:
+        import lmdb  # optional dependency, only needed for LMDB data
+
+        if self._env is None or self._env_pid != os.getpid():
+            self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, meminit=False)
+            self._env_pid = os.getpid()
+        with self._env.begin(write=False) as txn:
+            buf = txn.get(name.encode('utf-8'))
+        if buf is None:
+            raise ImageReadError(f"LMDB '{self.root}' has no record '{name}' although its meta_info.txt lists it")
+        return bytes(buf)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # an open LMDB environment cannot cross into a worker process
+        state = dict(self.__dict__)
+        state['_env'] = None
+        state['_env_pid'] = None
+        return state
+
+
+def list_sources(roots: Any, backend: str, key: str, owner: str, meta_info_file: Optional[str]) -> List[ImageSource]:
+    """One ImageSource per root; ``roots`` is a path or a list of paths (several clean folders)."""
+    root_list: List[str] = list(roots) if isinstance(roots, (list, tuple)) else [roots]
+    if meta_info_file and len(root_list) > 1:
+        raise DataError(f"{owner}: 'meta_info_file' works with a single '{key}' folder, got {len(root_list)}")
+    return [ImageSource(r, backend, key if len(root_list) == 1 else f'{key}[{i}]', owner, meta_info_file)
+            for i, r in enumerate(root_list)]

@@ -1,0 +1,69 @@
+"""DataLoader construction from a dataset option block (BasicSR keys)."""
+from __future__ import annotations
+
+import random
+from functools import partial
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from basicsr.data.prefetcher import CPUPrefetcher, CUDAPrefetcher
+
+
+def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
+    """Seed global RNGs of a worker (datasets here use per-sample generators; this covers third-party code)."""
+    ss = np.random.SeedSequence([seed % (2 ** 63), rank, worker_id])
+    np.random.seed(ss.generate_state(1)[0])
+    random.seed(int(ss.generate_state(1, np.uint64)[0]))
+    torch.manual_seed(int(ss.generate_state(1, np.uint64)[0]) % (2 ** 63))
+
+
+def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, dist: bool = False,
+                     sampler: Optional[Sampler] = None, seed: int = 0) -> DataLoader:
+    """DataLoader for one dataset block.
+
+    Options: ``phase``; ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (per process: with torchrun
+    every rank loads its own share); ``use_shuffle`` (train, only without a sampler); ``pin_memory``
+    (default true, used only when CUDA is in use); ``persistent_workers`` (default true with workers).
+    Train loaders drop the last incomplete batch; val/test loaders default to batch 1, in order.
+
+    The dataset's per-sample seed base is set to ``seed`` (``manual_seed``) when it supports it.
+    """
+    phase = opt.get('phase', 'train')
+    rank = getattr(sampler, 'rank', 0)
+    if hasattr(dataset, 'set_seed'):
+        dataset.set_seed(seed)
+    batch_size = int(opt.get('batch_size_per_gpu', 1))
+    drop_last = phase == 'train'
+    shuffle = drop_last and sampler is None and bool(opt.get('use_shuffle', True))
+    num_workers = int(opt.get('num_worker_per_gpu', 0))
+    if batch_size < 1 or num_workers < 0:
+        raise ValueError(f"dataset '{opt.get('name', '?')}': batch_size_per_gpu must be >= 1 and "
+                         f'num_worker_per_gpu >= 0, got {batch_size} and {num_workers}')
+    if phase == 'train' and len(sampler or dataset) < batch_size:
+        raise ValueError(f"dataset '{opt.get('name', '?')}' has {len(sampler or dataset)} samples per epoch on "
+                         f'this rank, fewer than batch_size_per_gpu={batch_size}, so every batch would be dropped; '
+                         'raise dataset_enlarge_ratio or lower the batch size')
+    use_cuda = num_gpu > 0 and torch.cuda.is_available()
+    generator = torch.Generator()
+    generator.manual_seed(seed % (2 ** 63))
+    kwargs: Dict[str, Any] = dict(
+        batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+        pin_memory=use_cuda and bool(opt.get('pin_memory', True)), generator=generator)
+    if num_workers > 0:
+        kwargs['persistent_workers'] = bool(opt.get('persistent_workers', True))
+        kwargs['worker_init_fn'] = partial(_seed_worker, seed=seed, rank=rank)
+    return DataLoader(dataset, **kwargs)
+
+
+def build_prefetcher(loader: DataLoader, opt: Dict[str, Any],
+                     device: Union[str, torch.device] = 'cpu') -> Union[CPUPrefetcher, CUDAPrefetcher]:
+    """``prefetch_mode``: ~ or 'cpu' -> CPUPrefetcher; 'cuda' -> CUDAPrefetcher (needs a CUDA device)."""
+    mode = opt.get('prefetch_mode')
+    if mode in (None, 'cpu'):
+        return CPUPrefetcher(loader)
+    if mode == 'cuda':
+        return CUDAPrefetcher(loader, torch.device(device))
+    raise ValueError(f"dataset '{opt.get('name', '?')}': prefetch_mode must be ~, 'cpu' or 'cuda', got {mode!r}")

@@ -1,0 +1,65 @@
+"""Paired LQ/GT images from folders, a meta-info file or LMDB databases."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import numpy as np
+
+from basicsr.data.base_dataset import RestorationDataset
+from basicsr.data.data_util import DataError, pair_names, unpaired_message
+from basicsr.data.image_source import ImageSource, backend_type
+from basicsr.data.transforms import align_gt_to_lq, augment, paired_random_crop
+from basicsr.utils.img_util import img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+
+
+@DATASET_REGISTRY.register(name='Dataset_PairedImage')
+@DATASET_REGISTRY.register()
+class PairedImageDataset(RestorationDataset):
+    """LQ/GT pairs for training and validation (``Dataset_PairedImage`` is Restormer's name for it).
+
+    Options (BasicSR keys):
+        dataroot_gt, dataroot_lq: folders, or ``.lmdb`` folders with ``io_backend: {type: lmdb}``.
+        meta_info_file: optional (disk): the GT names to use, one per line (BasicSR format).
+        filename_tmpl: LQ name stem from the GT stem, default '{}' (e.g. '{}x4' for ``babyx4.png``).
+        io_backend: {type: disk | lmdb}.
+        phase: 'train' -> random ``gt_size`` crop (+ ``use_hflip``/``use_flip``, ``use_rot``,
+            ``geometric_augs``); otherwise the whole image.
+        scale: GT size / LQ size (GT may exceed ``scale * LQ`` by less than ``scale``; it is cropped).
+        in_ch: 3 (RGB) or 1 (gray). skip_bad: see RestorationDataset.
+
+    Every pair is checked at construction: missing partners are an error listing them.
+    Sample: ``{'lq': (C, h, w), 'gt': (C, H, W)`` float tensors in [0, 1], ``'lq_path', 'gt_path'}``.
+    """
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        super().__init__(opt)
+        backend = backend_type(opt, self.owner)
+        self.tmpl = opt.get('filename_tmpl') or '{}'
+        meta = opt.get('meta_info_file') if backend == 'disk' else None
+        self.gt_source = ImageSource(opt.get('dataroot_gt'), backend, 'dataroot_gt', self.owner, meta)
+        self.lq_source = ImageSource(opt.get('dataroot_lq'), backend, 'dataroot_lq', self.owner)
+        pairs, gt_only, lq_only = pair_names(self.gt_source.names, self.lq_source.names, self.tmpl)
+        if meta:
+            lq_only = []  # the meta-info file selects a subset of the LQ folder on purpose
+        if gt_only or lq_only:
+            raise DataError(unpaired_message(self.owner, self.gt_source.describe(), self.lq_source.describe(),
+                                             self.tmpl, gt_only, lq_only))
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
+        gt_name, lq_name = self.pairs[index]
+        gt_path, lq_path = self.gt_source.path(gt_name), self.lq_source.path(lq_name)
+        gt = self.gt_source.read(gt_name, self.in_ch)
+        lq = self.lq_source.read(lq_name, self.in_ch)
+        try:
+            gt = align_gt_to_lq(gt, lq, self.scale, gt_path, lq_path)
+            if self.phase == 'train':
+                gt, lq = paired_random_crop(gt, lq, self.gt_size, self.scale, gt_path, rng, lq_path)
+                gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        return {'lq': img2tensor(lq), 'gt': img2tensor(gt), 'lq_path': lq_path, 'gt_path': gt_path}

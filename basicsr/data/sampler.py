@@ -1,0 +1,97 @@
+"""Seeded, sharded, enlargeable sampler that resumes mid-epoch at the exact next sample."""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterator, List, Tuple
+
+import torch
+from torch.utils.data import Sampler
+
+
+class EnlargedSampler(Sampler):
+    """Like ``DistributedSampler``, with BasicSR's ``dataset_enlarge_ratio`` and an exact resume position.
+
+    One epoch visits ``dataset_len * ratio`` indices (so a short dataset does not restart every few
+    iterations) in an order fixed by ``(seed, epoch)``, padded by wrapping so every rank gets the same
+    count; rank ``r`` takes positions ``r, r + num_replicas, ...``. Indices run over the enlarged range
+    (the dataset wraps them), so repeats of an image within an epoch get different crops and noise.
+
+    Items are ``(index, epoch)`` keys: the dataset seeds each sample from them, which works with persistent
+    workers. The loop (the prefetcher) reports every batch it hands out with :meth:`record`;
+    :meth:`state_dict` then holds the epoch and how many samples this rank has consumed, and after
+    :meth:`load_state_dict` the next iteration continues at the exact next sample.
+    """
+
+    def __init__(self, dataset_len: int, num_replicas: int = 1, rank: int = 0, ratio: int = 1, seed: int = 0,
+                 shuffle: bool = True) -> None:
+        if dataset_len <= 0:
+            raise ValueError(f'EnlargedSampler: the dataset is empty (dataset_len={dataset_len})')
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f'EnlargedSampler: rank {rank} is outside 0..{num_replicas - 1}')
+        if int(ratio) != ratio or ratio < 1:
+            raise ValueError(f'dataset_enlarge_ratio must be a positive integer, got {ratio!r}')
+        self.dataset_len = dataset_len
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.ratio = int(ratio)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.num_samples = math.ceil(dataset_len * self.ratio / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+        self.epoch = 0
+        self.consumed = 0
+
+    def global_order(self, epoch: int) -> List[int]:
+        """Indices of ``epoch`` for all ranks, padded to ``total_size``."""
+        n = self.dataset_len * self.ratio
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=g).tolist()
+        else:
+            order = list(range(n))
+        while len(order) < self.total_size:
+            order += order[:self.total_size - len(order)]
+        return order
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        if self.consumed >= self.num_samples:
+            self.consumed = 0  # iterated again without set_epoch: a new pass over the same epoch
+        shard = self.global_order(self.epoch)[self.rank:self.total_size:self.num_replicas]
+        epoch = self.epoch
+        return iter([(i, epoch) for i in shard[self.consumed:]])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch``; calling it with the current epoch (e.g. right after a resume) keeps the position."""
+        if epoch != self.epoch:
+            self.epoch = int(epoch)
+            self.consumed = 0
+
+    def record(self, num_samples: int) -> None:
+        """The training loop has taken ``num_samples`` more samples of this epoch on this rank."""
+        self.consumed += int(num_samples)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'epoch': self.epoch, 'consumed': self.consumed, 'num_replicas': self.num_replicas,
+                'seed': self.seed, 'dataset_len': self.dataset_len, 'ratio': self.ratio}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore the position; a different world size is accepted when the consumed count divides evenly."""
+        for key in ('seed', 'dataset_len', 'ratio'):
+            if state.get(key, getattr(self, key)) != getattr(self, key):
+                raise ValueError(f'sampler state was saved with {key}={state[key]} but this run has {key}='
+                                 f'{getattr(self, key)}: the sample order would differ, so the exact resume '
+                                 'position is meaningless')
+        consumed = int(state['consumed'])
+        old_replicas = int(state.get('num_replicas', self.num_replicas))
+        if old_replicas != self.num_replicas:
+            global_consumed = consumed * old_replicas
+            if global_consumed % self.num_replicas:
+                raise ValueError(f'cannot resume: {global_consumed} samples were consumed over {old_replicas} '
+                                 f'rank(s), not divisible over {self.num_replicas} rank(s)')
+            consumed = global_consumed // self.num_replicas
+        self.epoch = int(state['epoch'])
+        self.consumed = consumed

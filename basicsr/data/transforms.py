@@ -1,0 +1,105 @@
+"""Paired geometric transforms on HWC numpy images: crop with scale, flips and 90-degree rotations.
+
+Randomness always comes from a ``numpy.random.Generator`` passed in by the caller, so a sample is a pure
+function of its seed (needed for exact resume and worker-count-independent loading).
+"""
+from __future__ import annotations
+
+from typing import List, Tuple, Union
+
+import numpy as np
+
+Images = Union[np.ndarray, List[np.ndarray]]
+
+
+def _as_list(imgs: Images) -> Tuple[List[np.ndarray], bool]:
+    if isinstance(imgs, np.ndarray):
+        return [imgs], True
+    return list(imgs), False
+
+
+def align_gt_to_lq(gt: np.ndarray, lq: np.ndarray, scale: int, gt_path: str, lq_path: str) -> np.ndarray:
+    """Crop GT to exactly ``scale`` x the LQ size (bottom/right), as SR benchmarks with ``floor(HR / s)`` LR need.
+
+    Raises ValueError naming both files when GT is not between ``scale * lq`` and ``scale * (lq + 1) - 1``.
+    """
+    h_lq, w_lq = lq.shape[:2]
+    h_gt, w_gt = gt.shape[:2]
+    h_want, w_want = h_lq * scale, w_lq * scale
+    if not (h_want <= h_gt < h_want + scale and w_want <= w_gt < w_want + scale):
+        raise ValueError(f"size mismatch: GT '{gt_path}' is {h_gt}x{w_gt} (HxW) but LQ '{lq_path}' is "
+                         f'{h_lq}x{w_lq}; with scale {scale} the GT must be {h_want}x{w_want}')
+    return gt[:h_want, :w_want]
+
+
+def paired_random_crop(gts: Images, lqs: Images, gt_patch_size: int, scale: int, gt_path: str,
+                       rng: np.random.Generator, lq_path: str = '') -> Tuple[Images, Images]:
+    """Crop aligned patches: ``gt_patch_size`` from every GT and ``gt_patch_size // scale`` from every LQ.
+
+    Args:
+        gts, lqs: one HWC image or a list of them (all GTs share a size, all LQs share a size).
+        gt_patch_size: GT patch side; must be a multiple of ``scale``.
+        scale: GT size / LQ size.
+        gt_path, lq_path: named in error messages.
+        rng: source of the crop position.
+
+    Returns:
+        The cropped images, in the same form (single image or list) as given.
+    """
+    gt_list, gt_single = _as_list(gts)
+    lq_list, lq_single = _as_list(lqs)
+    h_lq, w_lq = lq_list[0].shape[:2]
+    h_gt, w_gt = gt_list[0].shape[:2]
+    if gt_patch_size % scale:
+        raise ValueError(f'gt_size {gt_patch_size} is not a multiple of scale {scale}')
+    lq_patch = gt_patch_size // scale
+    if (h_gt, w_gt) != (h_lq * scale, w_lq * scale):
+        raise ValueError(f"scale mismatch: GT '{gt_path}' is {h_gt}x{w_gt} (HxW), LQ '{lq_path or gt_path}' is "
+                         f'{h_lq}x{w_lq}; with scale {scale} the GT must be {h_lq * scale}x{w_lq * scale}')
+    if h_lq < lq_patch or w_lq < lq_patch:
+        raise ValueError(f"image '{gt_path}' is {h_gt}x{w_gt} (HxW), smaller than the patch size gt_size="
+                         f'{gt_patch_size}; lower gt_size or remove the image')
+    top = int(rng.integers(0, h_lq - lq_patch + 1))
+    left = int(rng.integers(0, w_lq - lq_patch + 1))
+    lq_out = [im[top:top + lq_patch, left:left + lq_patch] for im in lq_list]
+    t, l_ = top * scale, left * scale
+    gt_out = [im[t:t + gt_patch_size, l_:l_ + gt_patch_size] for im in gt_list]
+    return (gt_out[0] if gt_single else gt_out), (lq_out[0] if lq_single else lq_out)
+
+
+def dihedral(img: np.ndarray, hflip: bool, rot90: int) -> np.ndarray:
+    """Apply a horizontal flip (first) and then ``rot90`` counter-clockwise quarter turns to an HWC image."""
+    if hflip:
+        img = img[:, ::-1]
+    if rot90 % 4:
+        img = np.rot90(img, rot90 % 4, axes=(0, 1))
+    return np.ascontiguousarray(img)
+
+
+def inverse_dihedral(img: np.ndarray, hflip: bool, rot90: int) -> np.ndarray:
+    """Undo :func:`dihedral` with the same arguments (used by test-time self-ensembles too)."""
+    if rot90 % 4:
+        img = np.rot90(img, -(rot90 % 4), axes=(0, 1))
+    if hflip:
+        img = img[:, ::-1]
+    return np.ascontiguousarray(img)
+
+
+def augment(imgs: Images, hflip: bool, rotation: bool, rng: np.random.Generator,
+            return_params: bool = False) -> Union[Images, Tuple[Images, Tuple[bool, int]]]:
+    """Apply one random element of the dihedral group (8 flips/rotations) to all images alike.
+
+    ``hflip`` enables the horizontal flip, ``rotation`` the quarter turns (both -> all 8 elements).
+    With ``return_params`` also returns ``(flipped, quarter_turns)`` so the transform can be inverted.
+    """
+    img_list, single = _as_list(imgs)
+    # draw both numbers unconditionally so enabling one option does not shift the other's stream
+    flip_draw, rot_draw = rng.random(), int(rng.integers(0, 4))
+    flip = hflip and flip_draw < 0.5
+    rot = rot_draw if rotation else 0
+    out = [dihedral(im, flip, rot) for im in img_list]
+    result: Images = out[0] if single else out
+    if return_params:
+        return result, (flip, rot)
+    return result
+

@@ -1,0 +1,170 @@
+"""Image I/O and numpy <-> tensor conversion.
+
+Convention inside the toolbox: numpy images are HWC, RGB (or HW1 gray), float32 in [0, 1]; tensors are
+(C, H, W) float. OpenCV's BGR order never leaves this module.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import cv2
+import numpy as np
+import torch
+
+PathLike = Union[str, os.PathLike]
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_END = b'IEND\xaeB`\x82'
+_JPEG_START = b'\xff\xd8'
+_JPEG_END = b'\xff\xd9'
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, empty, truncated or cannot be decoded; the message names the file."""
+
+
+def read_image(path: PathLike, channels: Optional[int] = 3, float32: bool = True) -> np.ndarray:
+    """Read an image file as HWC RGB.
+
+    Args:
+        path: image file (PNG, JPEG, TIFF, BMP, ... anything OpenCV decodes; 8 or 16 bit).
+        channels: 3 -> RGB (gray sources are replicated), 1 -> gray (colour sources are converted with
+            OpenCV's BT.601 luma weights), None -> as stored (gray stays (H, W, 1), alpha is dropped).
+        float32: True -> float32 in [0, 1] (uint8 / 255, uint16 / 65535); False -> the stored integer dtype.
+
+    Returns:
+        (H, W, C) array.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated or not a decodable image.
+    """
+    path = Path(path)
+    try:
+        buf = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"image file '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"image path '{path}' is a directory, not an image file") from None
+    return read_image_bytes(buf, str(path), channels=channels, float32=float32)
+
+
+def read_image_bytes(buf: bytes, path_for_messages: str, channels: Optional[int] = 3,
+                     float32: bool = True) -> np.ndarray:
+    """Decode an encoded image held in memory (e.g. an LMDB value); same output as :func:`read_image`.
+
+    ``path_for_messages`` only appears in error messages, so a bad LMDB record names its database and key.
+    """
+    if channels not in (1, 3, None):
+        raise ValueError(f'channels must be 1, 3 or None, got {channels!r}')
+    if len(buf) == 0:
+        raise ImageReadError(f"image file '{path_for_messages}' is empty (0 bytes)")
+    _check_complete(buf, path_for_messages)
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(f"image file '{path_for_messages}' ({len(buf)} bytes) is corrupt or not an image "
+                             'format OpenCV can decode')
+    img = _to_rgb_hwc(img, channels, path_for_messages)
+    if not float32:
+        return img
+    return _to_unit_float(img, path_for_messages)
+
+
+def _check_complete(buf: bytes, name: str) -> None:
+    """Reject PNG/JPEG streams cut short: some decoders return a partly grey image with only a warning."""
+    if buf.startswith(_PNG_SIGNATURE) and _PNG_END not in buf[-64:]:
+        raise ImageReadError(f"image file '{name}' is a truncated PNG ({len(buf)} bytes, no IEND chunk at the end)")
+    # JPEG files may carry a few padding bytes after the end-of-image marker
+    if buf.startswith(_JPEG_START) and _JPEG_END not in buf[-64:]:
+        raise ImageReadError(f"image file '{name}' is a truncated JPEG ({len(buf)} bytes, no end-of-image marker)")
+
+
+def _to_rgb_hwc(img: np.ndarray, channels: Optional[int], name: str) -> np.ndarray:
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(f"image file '{name}' has an unsupported shape {img.shape}")
+    if img.shape[2] == 2:  # gray + alpha
+        img = img[:, :, :1]
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if channels == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif channels == 1 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return np.ascontiguousarray(img)
+
+
+def _to_unit_float(img: np.ndarray, name: str) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    if img.dtype in (np.float32, np.float64):
+        return img.astype(np.float32)
+    raise ImageReadError(f"image file '{name}' has unsupported pixel type {img.dtype} (expected uint8, uint16 "
+                         'or float)')
+
+
+def write_image(path: PathLike, img: np.ndarray) -> None:
+    """Write an HWC RGB (or HW / HW1 gray) image; the format follows the extension (PNG is lossless).
+
+    Float input is taken as [0, 1] and stored as uint8 with BasicSR rounding (``(x * 255).round()``);
+    uint8 and uint16 are stored as they are. Parent folders are created and the file is written to a
+    temporary name first and then renamed, so a crash never leaves a half-written image behind.
+    """
+    path = Path(path)
+    img = np.asarray(img)
+    if img.dtype not in (np.uint8, np.uint16):
+        img = (np.clip(img.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    elif img.ndim != 2:
+        raise ValueError(f"cannot write an image of shape {img.shape} to '{path}' (expected HW, HW1 or HW3)")
+    ok, encoded = cv2.imencode(path.suffix or '.png', img)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode an image as '{path.suffix}' for '{path}'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(encoded.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def img2tensor(img: np.ndarray) -> torch.Tensor:
+    """(H, W, C) or (H, W) numpy image -> (C, H, W) float32 tensor (values unchanged)."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
+
+
+def tensor2img(tensor: torch.Tensor, out_type: type = np.uint8) -> np.ndarray:
+    """(C, H, W) or (1, C, H, W) tensor in [0, 1] -> (H, W, C) numpy RGB image.
+
+    Values are clamped to [0, 1]; ``np.uint8`` output uses ``(x * 255).round()`` (the BasicSR convention
+    that published PSNRs assume), ``np.float32`` output stays in [0, 1].
+    """
+    t = tensor.detach()
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f'tensor2img takes one image; got a batch of shape {tuple(t.shape)}')
+        t = t[0]
+    if t.ndim != 3:
+        raise ValueError(f'tensor2img expects (C, H, W) or (1, C, H, W); got shape {tuple(t.shape)}')
+    img = t.float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
+    if out_type == np.uint8:
+        return (img * 255.0).round().astype(np.uint8)
+    if out_type == np.float32:
+        return np.ascontiguousarray(img, dtype=np.float32)
+    raise ValueError(f'tensor2img out_type must be np.uint8 or np.float32, got {out_type!r}')
