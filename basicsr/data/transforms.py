@@ -18,15 +18,20 @@ def _as_list(imgs: Images) -> Tuple[List[np.ndarray], bool]:
     return list(imgs), False
 
 
+def gt_fits_lq(gt_hw: Tuple[int, int], lq_hw: Tuple[int, int], scale: int) -> bool:
+    """True when GT (H, W) is ``scale`` x LQ (H, W), allowing the ``floor(HR / s)`` remainder of SR benchmarks."""
+    return all(l_ * scale <= g < (l_ + 1) * scale for g, l_ in zip(gt_hw, lq_hw))
+
+
 def align_gt_to_lq(gt: np.ndarray, lq: np.ndarray, scale: int, gt_path: str, lq_path: str) -> np.ndarray:
     """Crop GT to exactly ``scale`` x the LQ size (bottom/right), as SR benchmarks with ``floor(HR / s)`` LR need.
 
-    Raises ValueError naming both files when GT is not between ``scale * lq`` and ``scale * (lq + 1) - 1``.
+    Raises ValueError naming both files and sizes when :func:`gt_fits_lq` is false.
     """
     h_lq, w_lq = lq.shape[:2]
     h_gt, w_gt = gt.shape[:2]
     h_want, w_want = h_lq * scale, w_lq * scale
-    if not (h_want <= h_gt < h_want + scale and w_want <= w_gt < w_want + scale):
+    if not gt_fits_lq((h_gt, w_gt), (h_lq, w_lq), scale):
         raise ValueError(f"size mismatch: GT '{gt_path}' is {h_gt}x{w_gt} (HxW) but LQ '{lq_path}' is "
                          f'{h_lq}x{w_lq}; with scale {scale} the GT must be {h_want}x{w_want}')
     return gt[:h_want, :w_want]

@@ -20,6 +20,8 @@ _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _PNG_END = b'IEND\xaeB`\x82'
 _JPEG_START = b'\xff\xd8'
 _JPEG_END = b'\xff\xd9'
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class ImageReadError(ValueError):
@@ -135,6 +137,7 @@ def write_image(path: PathLike, img: np.ndarray) -> None:
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(encoded.tobytes())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
