@@ -1,0 +1,117 @@
+"""SRResNet family: a conv head, a stack of residual blocks without batch norm, a conv tail.
+
+* :class:`MSRResNet` -- BasicSR's modified SRResNet (Ledig et al., CVPR 2017, without BN, as in EDSR):
+  pixel-shuffle upsampling x2/x3/x4 and a bilinear-upsampled input added to the output
+  (XPixelGroup/BasicSR ``basicsr/archs/srresnet_arch.py``).
+* :class:`SRResNet` -- Xiangtaokong/MiOIR's same-size restoration variant: no upsampler and the input
+  itself added to the output.
+
+Both share :class:`ResNetSRBase` (head, body, tail); only the upsampling step and the global residual differ.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from basicsr.archs.sr_blocks import default_init_weights, residual_stack
+from basicsr.utils.registry import ARCH_REGISTRY
+
+Tensor = torch.Tensor
+
+__all__ = ['ResNetSRBase', 'MSRResNet', 'SRResNet']
+
+
+class ResNetSRBase(nn.Module):
+    """``conv_first`` + LeakyReLU(0.1), ``num_block`` residual blocks, [upsampler], ``conv_hr`` + LeakyReLU,
+    ``conv_last``. Subclasses add their upsampling convs in :meth:`build_upsampler` (called between the body
+    and ``conv_hr`` so the state-dict order is the official one) and the global residual in ``forward``."""
+
+    def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int, num_block: int) -> None:
+        super().__init__()
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = residual_stack(num_block, num_feat)
+        upsample_convs = self.build_upsampler(num_feat)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+        default_init_weights([self.conv_first, *upsample_convs, self.conv_hr, self.conv_last], 0.1)
+
+    def build_upsampler(self, num_feat: int) -> list:
+        """Create the upsampling modules; return the convs to initialise. Default: none (same size)."""
+        return []
+
+    def upsample(self, feat: Tensor) -> Tensor:
+        return feat
+
+    def residual(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W)`` map of the learned residual (everything but the global skip)."""
+        feat = self.body(self.lrelu(self.conv_first(x)))
+        return self.conv_last(self.lrelu(self.conv_hr(self.upsample(feat))))
+
+
+@ARCH_REGISTRY.register()
+class MSRResNet(ResNetSRBase):
+    """Modified SRResNet. Input ``(B, num_in_ch, H, W)``, output ``(B, num_out_ch, H*upscale, W*upscale)``
+    = learned residual + bilinear upsampling of the input (so ``num_in_ch`` must equal ``num_out_ch``).
+
+    Args (official defaults): num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, upscale=4 (1, 2, 3 or 4).
+    """
+
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 16,
+                 upscale: int = 4) -> None:
+        if upscale not in (1, 2, 3, 4):
+            raise ValueError(f'MSRResNet supports upscale 1, 2, 3 or 4, got {upscale!r}')
+        if num_in_ch != num_out_ch:
+            raise ValueError(f'MSRResNet adds the upsampled input to the output, so num_in_ch ({num_in_ch}) must '
+                             f'equal num_out_ch ({num_out_ch})')
+        self.upscale = upscale
+        super().__init__(num_in_ch, num_out_ch, num_feat, num_block)
+
+    def build_upsampler(self, num_feat: int) -> list:
+        if self.upscale in (2, 3):
+            self.upconv1 = nn.Conv2d(num_feat, num_feat * self.upscale ** 2, 3, 1, 1)
+            self.pixel_shuffle = nn.PixelShuffle(self.upscale)
+            return [self.upconv1]
+        if self.upscale == 4:
+            self.upconv1 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
+            self.upconv2 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
+            self.pixel_shuffle = nn.PixelShuffle(2)
+            return [self.upconv1, self.upconv2]
+        return []
+
+    def upsample(self, feat: Tensor) -> Tensor:
+        if self.upscale == 1:
+            return feat
+        feat = self.lrelu(self.pixel_shuffle(self.upconv1(feat)))
+        if self.upscale == 4:
+            feat = self.lrelu(self.pixel_shuffle(self.upconv2(feat)))
+        return feat
+
+    def forward(self, x: Tensor) -> Tensor:
+        base = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
+        return self.residual(x) + base
+
+
+@ARCH_REGISTRY.register()
+class SRResNet(ResNetSRBase):
+    """MiOIR's same-size SRResNet: output = learned residual + input, ``(B, C, H, W)`` for any H, W.
+
+    Args (official defaults): num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16. ``upscale`` is accepted
+    for option-file compatibility and must be 1: the network has no upsampler (the official default of 4
+    fails in the official constructor, so 1 is the default here).
+    """
+
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 16,
+                 upscale: int = 1) -> None:
+        if upscale != 1:
+            raise ValueError(f'SRResNet (MiOIR) restores at the input size and has no upsampler; upscale must be 1, '
+                             f'got {upscale!r} (use MSRResNet for super-resolution)')
+        if num_in_ch != num_out_ch:
+            raise ValueError(f'SRResNet adds the input to the output, so num_in_ch ({num_in_ch}) must equal '
+                             f'num_out_ch ({num_out_ch})')
+        self.upscale = upscale
+        super().__init__(num_in_ch, num_out_ch, num_feat, num_block)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.residual(x) + x
