@@ -125,7 +125,8 @@ class LocalWindow(nn.Module):
                                    f'calibration pass (this layer may not be reached by the forward)')
             h, w = x.shape[-2:]
             th, tw = self.train_size[-2:]
-            self.kernel_size = (h * self.base_size[0] // th, w * self.base_size[1] // tw)
+            # at least 1: a feature map far smaller than the training input must not get an empty window
+            self.kernel_size = (max(1, h * self.base_size[0] // th), max(1, w * self.base_size[1] // tw))
             self.max_ratio = (max(1, _FAST_RATIOS[0] * h // th), max(1, _FAST_RATIOS[0] * w // tw))
         return self.kernel_size
 
