@@ -211,26 +211,25 @@ class RelativePositionBias(nn.Module):
         return bias.permute(2, 0, 1)
 
 
-def windowed_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Tensor, mask: Optional[Tensor],
+def windowed_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Optional[Tensor], mask: Optional[Tensor],
                        dropout: float = 0.0) -> Tensor:
     """Multi-head attention inside windows with an additive position bias and optional shift mask.
 
     Args:
         q: ``(B*nW, heads, N, d)``; k, v: ``(B*nW, heads, M, d)``.
         scale: logit scale (``d ** -0.5`` unless overridden).
-        bias: ``(heads, N, M)`` relative position bias.
+        bias: ``(heads, N, M)`` relative position bias or None.
         mask: ``(nW, N, M)`` of 0 / -100 or None.
         dropout: attention dropout probability (training only).
     Returns ``(B*nW, heads, N, d)``: ``softmax(scale * q k^T + bias + mask) v``.
     """
     logits = (q * scale) @ k.transpose(-2, -1)
-    if mask is None:
+    if bias is not None:
         logits = logits + bias.unsqueeze(0)
-    else:
+    if mask is not None:
         n_win = mask.shape[0]
         bn, heads, n, m = logits.shape
-        logits = (logits + bias.unsqueeze(0)).view(bn // n_win, n_win, heads, n, m) + mask.unsqueeze(1).unsqueeze(0)
-        logits = logits.view(bn, heads, n, m)
+        logits = (logits.view(bn // n_win, n_win, heads, n, m) + mask.unsqueeze(1).unsqueeze(0)).view(bn, heads, n, m)
     attn = logits.softmax(dim=-1)
     if dropout > 0:
         attn = F.dropout(attn, dropout)

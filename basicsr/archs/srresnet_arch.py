@@ -55,13 +55,14 @@ class MSRResNet(ResNetSRBase):
     """Modified SRResNet. Input ``(B, num_in_ch, H, W)``, output ``(B, num_out_ch, H*upscale, W*upscale)``
     = learned residual + bilinear upsampling of the input (so ``num_in_ch`` must equal ``num_out_ch``).
 
-    Args (official defaults): num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, upscale=4 (1, 2, 3 or 4).
+    Args (official defaults): num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, upscale=4 (2, 3 or 4).
     """
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 16,
                  upscale: int = 4) -> None:
-        if upscale not in (1, 2, 3, 4):
-            raise ValueError(f'MSRResNet supports upscale 1, 2, 3 or 4, got {upscale!r}')
+        if upscale not in (2, 3, 4):
+            raise ValueError(f'MSRResNet supports upscale 2, 3 or 4, got {upscale!r} (SRResNet is the same-size '
+                             f'variant)')
         if num_in_ch != num_out_ch:
             raise ValueError(f'MSRResNet adds the upsampled input to the output, so num_in_ch ({num_in_ch}) must '
                              f'equal num_out_ch ({num_out_ch})')
@@ -73,16 +74,12 @@ class MSRResNet(ResNetSRBase):
             self.upconv1 = nn.Conv2d(num_feat, num_feat * self.upscale ** 2, 3, 1, 1)
             self.pixel_shuffle = nn.PixelShuffle(self.upscale)
             return [self.upconv1]
-        if self.upscale == 4:
-            self.upconv1 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
-            self.upconv2 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
-            self.pixel_shuffle = nn.PixelShuffle(2)
-            return [self.upconv1, self.upconv2]
-        return []
+        self.upconv1 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
+        self.upconv2 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
+        self.pixel_shuffle = nn.PixelShuffle(2)
+        return [self.upconv1, self.upconv2]
 
     def upsample(self, feat: Tensor) -> Tensor:
-        if self.upscale == 1:
-            return feat
         feat = self.lrelu(self.pixel_shuffle(self.upconv1(feat)))
         if self.upscale == 4:
             feat = self.lrelu(self.pixel_shuffle(self.upconv2(feat)))
