@@ -81,7 +81,11 @@ class ImageSource:
     def _lmdb_get(self, name: str) -> bytes:
         import lmdb  # optional dependency, only needed for LMDB data
 
-        if self._env is None or self._env_pid != os.getpid():
+        if self._env is not None and self._env_pid != os.getpid():
+            # a handle inherited through fork must not be used; closing the child's copy is safe (lock=False)
+            self._env.close()
+            self._env = None
+        if self._env is None:
             self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, meminit=False)
             self._env_pid = os.getpid()
         with self._env.begin(write=False) as txn:
