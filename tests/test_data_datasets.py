@@ -203,6 +203,17 @@ def test_in_ch_1_gives_gray_tensors(tmp_path):
     assert _paired(gt_dir, lq_dir, phase='val', in_ch=1)[0]['lq'].shape == (1, 32, 40)
 
 
+def test_color_y_gives_bt601_luma_in_studio_range(tmp_path):
+    gt_dir, lq_dir = make_pair_folders(tmp_path, ['a'])
+    y = _paired(gt_dir, lq_dir, phase='val', color='y')[0]['gt']
+    rgb = read_image(gt_dir / 'a.png').astype(np.float64)
+    expect = (16 + rgb @ np.array([65.481, 128.553, 24.966])) / 255  # MATLAB rgb2ycbcr Y, in [0, 1] units
+    assert y.shape == (1, 32, 40)
+    np.testing.assert_allclose(y[0].numpy(), expect, atol=1e-6)
+    with pytest.raises(DataError, match="'color'"):
+        _paired(gt_dir, lq_dir, phase='val', color='ycbcr')
+
+
 # ---------------------------------------------------------------- SingleImageDataset
 def test_single_image_dataset_lists_sorted_images(tmp_path):
     for name in ('b', 'a'):

@@ -21,6 +21,8 @@ import torch
 from torch.utils.data import Dataset
 
 from basicsr.data.data_util import DataError
+from basicsr.data.image_source import ImageSource
+from basicsr.metrics.metric_util import rgb_to_y
 from basicsr.utils.img_util import ImageReadError
 
 logger = logging.getLogger('basicsr')
@@ -34,7 +36,8 @@ class RestorationDataset(Dataset):
     """Base class: subclasses implement ``__len__`` and ``load_sample(index, rng) -> dict``.
 
     Common options: ``phase`` ('train' | 'val' | 'test'), ``skip_bad`` (log and replace bad samples by the
-    next good one instead of raising), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3).
+    next good one instead of raising), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3),
+    ``color`` ('rgb' or 'y': BasicSR's Y-channel training on the BT.601 luma of RGB images).
     """
 
     def __init__(self, opt: Dict[str, Any]) -> None:
@@ -47,6 +50,10 @@ class RestorationDataset(Dataset):
         self.in_ch = int(opt.get('in_ch', 3))
         if self.in_ch not in (1, 3):
             raise DataError(f"{self.owner}: option 'in_ch' must be 1 (gray) or 3 (RGB), got {opt.get('in_ch')!r}")
+        self.color = opt.get('color') or 'rgb'
+        if self.color not in ('rgb', 'y') or (self.color == 'y' and 'in_ch' in opt and self.in_ch != 1):
+            raise DataError(f"{self.owner}: option 'color' must be 'rgb' or 'y' (BT.601 luma, one channel; then "
+                            f"in_ch, if given, must be 1), got color={opt.get('color')!r}, in_ch={opt.get('in_ch')!r}")
         self._state = torch.zeros(3, dtype=torch.int64).share_memory_()
         if self.phase == 'train':
             if opt.get('gt_size') is None:
@@ -81,6 +88,12 @@ class RestorationDataset(Dataset):
         return np.random.default_rng([int(self._state[_SEED]), epoch, index])
 
     # ------------------------------------------------------------------ access
+    def read(self, source: ImageSource, name: str) -> np.ndarray:
+        """(H, W, C) float32 in [0, 1]: RGB, gray (``in_ch: 1``) or BT.601 Y in [16/255, 235/255] (``color: y``)."""
+        if self.color == 'y':
+            return rgb_to_y(source.read(name, 3), data_range=1.0).astype(np.float32)
+        return source.read(name, self.in_ch)
+
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         raise NotImplementedError
 

@@ -26,7 +26,7 @@ class PairedImageDataset(RestorationDataset):
         phase: 'train' -> random ``gt_size`` crop (+ ``use_hflip``/``use_flip``, ``use_rot``,
             ``geometric_augs``); otherwise the whole image.
         scale: GT size / LQ size (GT may exceed ``scale * LQ`` by less than ``scale``; it is cropped).
-        in_ch: 3 (RGB) or 1 (gray). skip_bad: see RestorationDataset.
+        in_ch: 3 (RGB) or 1 (gray); color: 'rgb' or 'y' (BT.601 luma). skip_bad: see RestorationDataset.
 
     Every pair is checked at construction: missing partners are an error listing them.
     Sample: ``{'lq': (C, h, w), 'gt': (C, H, W)`` float tensors in [0, 1], ``'lq_path', 'gt_path'}``.
@@ -53,8 +53,8 @@ class PairedImageDataset(RestorationDataset):
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         gt_name, lq_name = self.pairs[index]
         gt_path, lq_path = self.gt_source.path(gt_name), self.lq_source.path(lq_name)
-        gt = self.gt_source.read(gt_name, self.in_ch)
-        lq = self.lq_source.read(lq_name, self.in_ch)
+        gt = self.read(self.gt_source, gt_name)
+        lq = self.read(self.lq_source, lq_name)
         try:
             gt = align_gt_to_lq(gt, lq, self.scale, gt_path, lq_path)
             if self.phase == 'train':

@@ -43,7 +43,8 @@ class SyntheticDegradationDataset(RestorationDataset):
         noise_seed: seed of the fixed validation/test degradations (default 0). Image ``name`` always gets
             the same degradation (seed ``[noise_seed, crc32(name)]``), whatever the order or subset of
             images, so a benchmark such as CBSD68 sigma=25 is reproducible.
-        phase, gt_size, use_hflip/use_flip, use_rot, geometric_augs, in_ch, skip_bad: as PairedImageDataset.
+        phase, gt_size, use_hflip/use_flip, use_rot, geometric_augs, in_ch, color, skip_bad: as
+            PairedImageDataset.
 
     In training the degradation is drawn from the per-sample generator after crop and flips.
     Sample: ``{'lq', 'gt'`` (C, H, W) float tensors, ``'lq_path', 'gt_path'}`` (both paths name the clean file).
@@ -76,7 +77,7 @@ class SyntheticDegradationDataset(RestorationDataset):
         src_idx, name = self.items[index]
         source = self.sources[src_idx]
         path = source.path(name)
-        gt = source.read(name, self.in_ch)
+        gt = self.read(source, name)
         if self.phase == 'train':
             try:
                 # one image on both sides: a plain random crop that shares the paired crop's checks
