@@ -6,6 +6,7 @@ Writes:
     datasets/denoise/train/   Kodak24 + McMaster + Set14/HR as RGB PNG (lossless; Set14's gray 'bridge'
                               becomes 3 channels), named <set>_<name>.png
     datasets/denoise/CBSD68/  the 68 clean CBSD68 test images (byte-for-byte copies)
+    datasets/denoise/Set5/    Set5 HR (byte-for-byte copies), a small validation set for training runs
     datasets/samples/         a few small demo pairs: <name>_clean.png (centre crop of a CBSD68 image) and
                               <name>_noisy.png (sigma 25 Gaussian noise, fixed seed, clipped, 8-bit)
 Running it twice gives identical files.
@@ -30,6 +31,7 @@ from basicsr.utils.img_util import read_image, write_image  # noqa: E402
 
 TRAIN_SETS = (('kodak24', 'Kodak24'), ('mcmaster', 'McMaster'), ('set14', 'Set14/HR'))
 TEST_SET = 'CBSD68'
+VAL_SET = ('Set5', 'Set5/HR')  # five images: quick validation during training (not a training image)
 SAMPLES = ('101085', '119082', '163085', '253027')  # CBSD68 images with texture, edges and smooth areas
 SAMPLE_SIZE = 256
 SAMPLE_SIGMA = 25
@@ -55,11 +57,13 @@ def prepare_train(shared: Path, out: Path) -> int:
     return count
 
 
-def prepare_test(shared: Path, out: Path) -> int:
-    src, dst = _folder(shared, TEST_SET), out / 'denoise' / TEST_SET
+def copy_set(shared: Path, rel: str, dst: Path) -> int:
+    """Byte-for-byte copy of the images of ``shared/rel`` into ``dst``."""
+    src = _folder(shared, rel)
     dst.mkdir(parents=True, exist_ok=True)
     names = scan_images(src)
     for name in names:
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / name, dst / name)
     return len(names)
 
@@ -92,8 +96,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--no-samples', action='store_true', help='leave datasets/samples/ untouched')
     args = parser.parse_args(argv)
     n_train = prepare_train(args.shared, args.out)
-    n_test = prepare_test(args.shared, args.out)
+    n_test = copy_set(args.shared, TEST_SET, args.out / 'denoise' / TEST_SET)
+    n_val = copy_set(args.shared, VAL_SET[1], args.out / 'denoise' / VAL_SET[0])
     print(f"train: {n_train} images in {args.out / 'denoise' / 'train'}")
+    print(f"val:   {n_val} images in {args.out / 'denoise' / VAL_SET[0]}")
     print(f"test:  {n_test} images in {args.out / 'denoise' / TEST_SET}")
     if not args.no_samples:
         samples = prepare_samples(args.shared, args.out)

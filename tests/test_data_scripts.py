@@ -61,6 +61,7 @@ def test_prepare_denoise_data_layout_and_samples(tmp_path, run):
     save(shared / 'Kodak24' / 'kodim01.png', random_image(40, 40, seed=1))
     save(shared / 'McMaster' / '1.tif', random_image(40, 40, seed=2))
     save(shared / 'Set14' / 'HR' / 'bridge.png', random_image(40, 40, c=1, seed=3)[:, :, 0])
+    save(shared / 'Set5' / 'HR' / 'baby.png', random_image(40, 40, seed=4))
     for i, name in enumerate(('101085', '119082', '163085', '253027', '3096')):
         save(shared / 'CBSD68' / f'{name}.png', random_image(300, 280, seed=10 + i))
     out = tmp_path / 'datasets'
@@ -72,6 +73,7 @@ def test_prepare_denoise_data_layout_and_samples(tmp_path, run):
     assert np.array_equal(read_image(out / 'denoise' / 'train' / 'mcmaster_1.png', float32=False),
                           read_image(shared / 'McMaster' / '1.tif', float32=False))  # lossless
     assert len(list((out / 'denoise' / 'CBSD68').iterdir())) == 5
+    assert (out / 'denoise' / 'Set5' / 'baby.png').read_bytes() == (shared / 'Set5' / 'HR' / 'baby.png').read_bytes()
     clean = read_image(out / 'samples' / '101085_clean.png')
     noisy = read_image(out / 'samples' / '101085_noisy.png')
     assert clean.shape == noisy.shape == (256, 256, 3)
