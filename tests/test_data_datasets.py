@@ -214,6 +214,19 @@ def test_color_y_gives_bt601_luma_in_studio_range(tmp_path):
         _paired(gt_dir, lq_dir, phase='val', color='ycbcr')
 
 
+def test_cache_images_decodes_each_file_once(tmp_path):
+    gt_dir, lq_dir = make_pair_folders(tmp_path, ['a'], gt_hw=(48, 48))
+    cached = _paired(gt_dir, lq_dir, cache_images=True)
+    plain = _paired(gt_dir, lq_dir)
+    first = cached[(0, 0)]
+    for p in list(gt_dir.iterdir()) + list(lq_dir.iterdir()):
+        p.unlink()  # later reads must come from memory
+    again = cached[(0, 1)]
+    assert again['gt'].shape == (3, 16, 16) and not torch.equal(again['gt'], first['gt'])
+    with pytest.raises(ImageReadError):
+        plain[0]
+
+
 # ---------------------------------------------------------------- SingleImageDataset
 def test_single_image_dataset_lists_sorted_images(tmp_path):
     for name in ('b', 'a'):

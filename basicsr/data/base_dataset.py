@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from basicsr.data.data_util import DataError
 from basicsr.data.image_source import ImageSource
 from basicsr.metrics.metric_util import rgb_to_y
-from basicsr.utils.img_util import ImageReadError
+from basicsr.utils.img_util import ImageReadError, to_unit_float
 
 logger = logging.getLogger('basicsr')
 
@@ -37,7 +37,8 @@ class RestorationDataset(Dataset):
 
     Common options: ``phase`` ('train' | 'val' | 'test'), ``skip_bad`` (log and replace bad samples by the
     next good one instead of raising), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3),
-    ``color`` ('rgb' or 'y': BasicSR's Y-channel training on the BT.601 luma of RGB images).
+    ``color`` ('rgb' or 'y': BasicSR's Y-channel training on the BT.601 luma of RGB images),
+    ``cache_images`` (keep decoded images in memory).
     """
 
     def __init__(self, opt: Dict[str, Any]) -> None:
@@ -54,6 +55,7 @@ class RestorationDataset(Dataset):
         if self.color not in ('rgb', 'y') or (self.color == 'y' and 'in_ch' in opt and self.in_ch != 1):
             raise DataError(f"{self.owner}: option 'color' must be 'rgb' or 'y' (BT.601 luma, one channel; then "
                             f"in_ch, if given, must be 1), got color={opt.get('color')!r}, in_ch={opt.get('in_ch')!r}")
+        self._cache: Optional[Dict[Tuple[str, str], np.ndarray]] = {} if opt.get('cache_images') else None
         self._state = torch.zeros(3, dtype=torch.int64).share_memory_()
         if self.phase == 'train':
             if opt.get('gt_size') is None:
@@ -89,10 +91,25 @@ class RestorationDataset(Dataset):
 
     # ------------------------------------------------------------------ access
     def read(self, source: ImageSource, name: str) -> np.ndarray:
-        """(H, W, C) float32 in [0, 1]: RGB, gray (``in_ch: 1``) or BT.601 Y in [16/255, 235/255] (``color: y``)."""
+        """(H, W, C) image in its stored dtype (RGB, or gray with ``in_ch: 1``); pass crops to :meth:`finalize`.
+
+        Converting to float after cropping saves converting the whole image. With ``cache_images: true``
+        decoded images are kept in memory (per worker process): for small datasets read many times.
+        """
+        key = (str(source.root), name)
+        img = self._cache.get(key) if self._cache is not None else None
+        if img is None:
+            img = source.read(name, 3 if self.color == 'y' else self.in_ch, float32=False)
+            if self._cache is not None:
+                self._cache[key] = img
+        return img
+
+    def finalize(self, img: np.ndarray, path: str) -> np.ndarray:
+        """Stored dtype -> float32 in [0, 1]; with ``color: y`` the BT.601 luma in [16/255, 235/255]."""
+        img = to_unit_float(img, path)
         if self.color == 'y':
-            return rgb_to_y(source.read(name, 3), data_range=1.0).astype(np.float32)
-        return source.read(name, self.in_ch)
+            img = rgb_to_y(img, data_range=1.0).astype(np.float32)
+        return img
 
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         raise NotImplementedError

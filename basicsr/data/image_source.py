@@ -71,12 +71,12 @@ class ImageSource:
         """Display path of ``name``: the file path, or '<db>.lmdb/<key>' for LMDB records."""
         return str(self.root / name)
 
-    def read(self, name: str, channels: Optional[int] = 3) -> np.ndarray:
-        """(H, W, C) float32 RGB in [0, 1]; ImageReadError names the file or LMDB record."""
+    def read(self, name: str, channels: Optional[int] = 3, float32: bool = True) -> np.ndarray:
+        """(H, W, C) RGB, float32 in [0, 1] or the stored dtype; ImageReadError names the file or LMDB record."""
         if self.backend == 'disk':
-            return read_image(self.root / name, channels=channels)
+            return read_image(self.root / name, channels=channels, float32=float32)
         buf = self._lmdb_get(name)
-        return read_image_bytes(buf, self.path(name), channels=channels)
+        return read_image_bytes(buf, self.path(name), channels=channels, float32=float32)
 
     def _lmdb_get(self, name: str) -> bytes:
         import lmdb  # optional dependency, only needed for LMDB data

@@ -62,4 +62,5 @@ class PairedImageDataset(RestorationDataset):
                 gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng)
         except ValueError as exc:
             raise DataError(str(exc)) from None
+        gt, lq = self.finalize(gt, gt_path), self.finalize(lq, lq_path)
         return {'lq': img2tensor(lq), 'gt': img2tensor(gt), 'lq_path': lq_path, 'gt_path': gt_path}

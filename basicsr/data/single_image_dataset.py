@@ -29,4 +29,5 @@ class SingleImageDataset(RestorationDataset):
 
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         name = self.lq_source.names[index]
-        return {'lq': img2tensor(self.read(self.lq_source, name)), 'lq_path': self.lq_source.path(name)}
+        path = self.lq_source.path(name)
+        return {'lq': img2tensor(self.finalize(self.read(self.lq_source, name), path)), 'lq_path': path}

@@ -87,5 +87,6 @@ class SyntheticDegradationDataset(RestorationDataset):
             gt = augment(gt, self.use_hflip, self.use_rot, rng)
         else:
             rng = self.eval_rng(name)
+        gt = self.finalize(gt, path)
         lq = self.degrade(gt, rng)
         return {'lq': img2tensor(lq), 'gt': img2tensor(gt), 'lq_path': path, 'gt_path': path}

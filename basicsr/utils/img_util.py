@@ -71,7 +71,7 @@ def read_image_bytes(buf: bytes, path_for_messages: str, channels: Optional[int]
     img = _to_rgb_hwc(img, channels, path_for_messages)
     if not float32:
         return img
-    return _to_unit_float(img, path_for_messages)
+    return to_unit_float(img, path_for_messages)
 
 
 def _check_complete(buf: bytes, name: str) -> None:
@@ -101,7 +101,8 @@ def _to_rgb_hwc(img: np.ndarray, channels: Optional[int], name: str) -> np.ndarr
     return np.ascontiguousarray(img)
 
 
-def _to_unit_float(img: np.ndarray, name: str) -> np.ndarray:
+def to_unit_float(img: np.ndarray, name: str = '') -> np.ndarray:
+    """uint8 / 255, uint16 / 65535, float as is -> float32 (``name`` appears in the error for other types)."""
     if img.dtype == np.uint8:
         return img.astype(np.float32) / 255.0
     if img.dtype == np.uint16:
