@@ -36,26 +36,27 @@ def grid_windows(h: int, w: int, crop: Tuple[int, int]) -> List[Tuple[int, int]]
 
 
 def grids_forward(fn: Callable[[Tensor], Tensor], x: Tensor, crop_size: int | Sequence[int],
-                  scale: int = 1, batch: int = 1) -> Tensor:
+                  batch: int = 1) -> Tensor:
     """Apply ``fn`` to official-grid crops of ``x`` (B, C, H, W) and average the outputs where they overlap.
 
     Args:
-        fn: maps (N, C, h, w) to (N, C', h * scale, w * scale).
+        fn: maps (N, C, h, w) to (N, C', h * s, w * s) for an integer scale s (found from the first call).
         crop_size: crop side (int) or (h, w); usually the training patch size. Clipped to the image.
-        scale: output/input size ratio (SR networks).
         batch: crops per call of ``fn``.
-    Returns (B, C', H * scale, W * scale).
+    Returns (B, C', H * s, W * s).
     """
     crop = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
     h, w = x.shape[-2:]
     ch, cw = min(crop[0], h), min(crop[1], w)
     windows = grid_windows(h, w, (ch, cw))
     out = count = None
+    scale = 1
     for first in range(0, len(windows), batch):
         chunk = windows[first:first + batch]
         parts = torch.cat([x[:, :, i:i + ch, j:j + cw] for i, j in chunk], dim=0)
         preds = fn(parts).split(x.shape[0], dim=0)
         if out is None:
+            scale = preds[0].shape[-2] // ch
             out = preds[0].new_zeros(x.shape[0], preds[0].shape[1], h * scale, w * scale)
             count = preds[0].new_zeros(1, 1, h * scale, w * scale)
         for (i, j), pred in zip(chunk, preds):

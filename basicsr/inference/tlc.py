@@ -335,7 +335,8 @@ def convert_local_(net: nn.Module, train_size: Sequence[int] = (1, 3, 256, 256),
 
 
 def to_local(net: nn.Module, train_size: Sequence[int] = (1, 3, 256, 256),
-             base_size: Optional[SizeLike] = None, fast_imp: bool = False, extra: bool = False) -> nn.Module:
+             base_size: Optional[SizeLike] = None, fast_imp: bool = False, extra: bool = False,
+             share_weights: bool = False) -> nn.Module:
     """A converted deep copy of ``net`` (the original is untouched).
 
     Args:
@@ -345,11 +346,16 @@ def to_local(net: nn.Module, train_size: Sequence[int] = (1, 3, 256, 256),
         fast_imp: the official approximate box filter (strided sampling + nearest upsampling).
         extra: also apply the converters beyond the official TLC (PromptIR prompt pooling, DSRIR patch
             attention, MiOIR prompt extractor); off by default, an ablation.
+        share_weights: the copy uses ``net``'s own parameter and buffer tensors (no memory for a second
+            set of weights; it follows further training of ``net``).
     Returns:
         the converted copy; images (features) no larger than the window keep the global statistics.
         A network with nothing to convert gives a warning and an unchanged copy.
     """
-    local = copy.deepcopy(net)
+    memo = {}
+    if share_weights:
+        memo = {id(t): t for t in list(net.parameters()) + list(net.buffers())}
+    local = copy.deepcopy(net, memo)
     if not convert_local_(local, train_size, base_size, fast_imp, extra):
         warnings.warn(f'TLC: {type(net).__name__} has no layer with global statistics that a registered '
                       f'converter handles (registered: {", ".join(TLC_CONVERTER_REGISTRY.keys())}); '
