@@ -19,7 +19,8 @@ from torch import nn
 
 ConvFactory = Callable[..., nn.Module]
 
-__all__ = ['BiasFreeLayerNorm', 'WithBiasLayerNorm', 'LayerNorm', 'LAYER_NORM_TYPES', 'Attention', 'FeedForward',
+__all__ = ['BiasFreeLayerNorm', 'WithBiasLayerNorm', 'LayerNorm', 'LAYER_NORM_TYPES', 'transposed_attention',
+           'Attention', 'FeedForward',
            'TransformerBlock', 'transformer_stage', 'OverlapPatchEmbed', 'Downsample', 'Upsample', 'ConvFactory',
            'check_heads']
 
@@ -84,6 +85,18 @@ class FeedForward(nn.Module):
         return self.project_out(F.gelu(gate) * value)
 
 
+def transposed_attention(qkv: torch.Tensor, num_heads: int, temperature: torch.Tensor) -> torch.Tensor:
+    """MDTA core: ``qkv`` (B, 3C, H, W) -> (B, C, H, W). Per head, softmax over channels of
+    ``normalize(q) @ normalize(k)^T * temperature`` (a ``C/heads x C/heads`` map) applied to ``v``."""
+    b, c3, h, w = qkv.shape
+    c = c3 // 3
+    q, k, v = (t.reshape(b, num_heads, c // num_heads, h * w) for t in qkv.chunk(3, dim=1))
+    q = F.normalize(q, dim=-1)
+    k = F.normalize(k, dim=-1)
+    attn = (q @ k.transpose(-2, -1) * temperature).softmax(dim=-1)
+    return (attn @ v).reshape(b, c, h, w)
+
+
 class Attention(nn.Module):
     """MDTA: per-head attention between channels (a ``C/heads x C/heads`` map per head) with L2-normalised
     queries and keys and a learned per-head temperature."""
@@ -97,13 +110,7 @@ class Attention(nn.Module):
         self.project_out = conv(dim, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        heads = self.num_heads
-        q, k, v = (t.reshape(b, heads, c // heads, h * w) for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1))
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(dim=-1)
-        return self.project_out((attn @ v).reshape(b, c, h, w))
+        return self.project_out(transposed_attention(self.qkv_dwconv(self.qkv(x)), self.num_heads, self.temperature))
 
 
 class TransformerBlock(nn.Module):
