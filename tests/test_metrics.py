@@ -16,7 +16,8 @@ from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from basicsr.metrics import PROFILES, build_metric, compute_metrics, compute_metrics_per_image, get_profile
+from basicsr.metrics import (METRIC_REGISTRY, PROFILES, build_metric, compute_metrics, compute_metrics_per_image,
+                             get_profile, profile_name)
 from basicsr.metrics.metric_util import rgb_to_y
 from basicsr.metrics.psnr_ssim import (calculate_psnr, calculate_psnr_float, calculate_ssim, calculate_ssim_float,
                                        calculate_ssim_volumetric)
@@ -153,6 +154,20 @@ def test_every_profile_has_name_description_and_runs():
         result = compute_metrics(pred, gt, name)
         assert set(result) == set(profile.metrics) and 'psnr' in result
         assert all(math.isfinite(v) for v in result.values())
+
+
+def test_metric_types_are_discoverable_by_name():
+    for name in ('calculate_psnr', 'calculate_ssim', 'calculate_ssim_volumetric', 'calculate_psnr_float',
+                 'calculate_ssim_float'):
+        assert name in METRIC_REGISTRY.keys()
+
+
+def test_profile_name_for_results_files():
+    assert profile_name('restormer') == 'restormer'
+    opts = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': True, 'better': 'higher'},
+            'ssim': {'type': 'calculate_ssim', 'test_y_channel': True}}
+    assert profile_name(opts) == 'basicsr_y'
+    assert profile_name({'psnr': {'type': 'calculate_psnr', 'crop_border': 2}}) == 'custom'
 
 
 def test_unknown_profile_error_lists_known_names():

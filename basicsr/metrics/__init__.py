@@ -10,7 +10,7 @@ from typing import Any, Dict
 from basicsr.utils.registry import METRIC_REGISTRY, check_kwargs
 
 __all__ = ['build_metric', 'METRIC_REGISTRY', 'compute_metrics', 'compute_metrics_per_image', 'get_profile',
-           'PROFILES', 'MetricProfile']
+           'PROFILES', 'MetricProfile', 'profile_name']
 
 
 def build_metric(opt: Dict[str, Any], **extra: Any) -> Any:
@@ -31,7 +31,8 @@ def build_metric(opt: Dict[str, Any], **extra: Any) -> Any:
 
 def __getattr__(name: str) -> Any:
     # profiles import torch and numpy; keep `import basicsr.metrics` cheap until they are used
-    if name in ('compute_metrics', 'compute_metrics_per_image', 'get_profile', 'PROFILES', 'MetricProfile'):
+    if name in ('compute_metrics', 'compute_metrics_per_image', 'get_profile', 'PROFILES', 'MetricProfile',
+                'profile_name'):
         from basicsr.metrics import profiles
         return getattr(profiles, name)
     raise AttributeError(f"module 'basicsr.metrics' has no attribute {name!r}")

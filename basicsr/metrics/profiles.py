@@ -90,6 +90,25 @@ def resolve_metrics(profile_or_metric_opts: ProfileOrOpts) -> Dict[str, Dict[str
     raise TypeError(f'expected a profile name, a MetricProfile or a metrics dict, got {type(profile_or_metric_opts)}')
 
 
+def profile_name(profile_or_metric_opts: ProfileOrOpts) -> str:
+    """The name to write into results files.
+
+    A profile gives its name; a ``val.metrics`` dict gives the name of the profile it equals (ignoring
+    ``better`` keys and default-valued ``crop_border: 0``), otherwise ``'custom'``.
+    """
+    if isinstance(profile_or_metric_opts, str):
+        return get_profile(profile_or_metric_opts).name
+    if isinstance(profile_or_metric_opts, MetricProfile):
+        return profile_or_metric_opts.name
+
+    def canonical(metrics: Mapping[str, Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+        return {k: {a: b for a, b in v.items() if a != 'better' and not (a == 'crop_border' and b == 0)}
+                for k, v in metrics.items()}
+
+    wanted = canonical(resolve_metrics(profile_or_metric_opts))
+    return next((p.name for p in _PROFILES if canonical(p.metrics) == wanted), 'custom')
+
+
 def _to_float_hwc_batch(img: Image, what: str) -> np.ndarray:
     """(B, H, W, C) float64 RGB in [0, 1] from a torch tensor or a numpy image (see compute_metrics)."""
     if isinstance(img, torch.Tensor):
