@@ -235,7 +235,7 @@ class SwinIR(nn.Module):
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, resolution[0] * resolution[1], embed_dim))
             nn.init.trunc_normal_(self.absolute_pos_embed, std=.02)
         self.pos_drop = nn.Dropout(drop_rate)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()  # meta-device safe
         starts = [sum(depths[:i]) for i in range(len(depths))]
         self.layers = nn.ModuleList(
             RSTB(embed_dim, resolution, d, heads, window_size, mlp_ratio, qkv_bias, qk_scale, drop_rate,

@@ -287,7 +287,7 @@ class Uformer(nn.Module):
                              f'that are not: {bad}')
         self.dd_in = dd_in
         self.pos_drop = nn.Dropout(drop_rate)
-        enc_rates = torch.linspace(0, drop_path_rate, sum(depths[:4])).tolist()
+        enc_rates = torch.linspace(0, drop_path_rate, sum(depths[:4]), device='cpu').tolist()
         dec_rates = enc_rates[::-1]
 
         def stage(i: int, level: int, rates: Sequence[float], decoder: bool) -> UformerStage:
