@@ -89,6 +89,15 @@ def test_y_channel_is_bt601_on_known_colours(rgb, y):
     assert rgb_to_y(img / 255, 1.0, 'rgb')[0, 0, 0] == pytest.approx(y / 255, abs=1e-12)
 
 
+def test_round_y_rounds_luma_like_matlab_on_uint8():
+    gt = np.zeros((12, 12, 3))
+    pred = np.zeros((12, 12, 3))
+    pred[..., 0] = 1  # red 1/255 -> Y = 16.2568 (rounds to 16), same as black
+    assert calculate_psnr(pred, gt, test_y_channel=True, channel_order='rgb', round_y=True) == math.inf
+    assert calculate_psnr(pred, gt, test_y_channel=True, channel_order='rgb') == pytest.approx(
+        10 * math.log10(255 ** 2 / (65.481 / 255) ** 2), abs=1e-9)
+
+
 def test_crop_border_removes_exactly_that_many_pixels():
     gt = _rand_image(20, 24)
     pred = gt.copy()
@@ -310,3 +319,19 @@ def test_set5_bicubic_x4_y_channel_with_border_crop():
     rgb = compute_metrics(_bgr_to_tensor(up), _bgr_to_tensor(hr), 'basicsr_rgb')
     assert rgb['psnr'] == pytest.approx(21.108102648802365, abs=1e-9)  # upstream
     assert rgb['ssim'] == pytest.approx(0.7002709327694876, abs=1e-9)  # upstream
+
+
+def test_rain100h_matlab_y_matches_skimage_on_rounded_y():
+    names = sorted((DATA / 'Rain100H' / 'input').glob('*.png')) if (DATA / 'Rain100H').is_dir() else []
+    if not names:
+        pytest.skip(f"shared data not found: {DATA / 'Rain100H'}")
+    rainy = cv2.imread(str(names[0]))
+    clean = cv2.imread(str(DATA / 'Rain100H' / 'target' / names[0].name))
+    result = compute_metrics(_bgr_to_tensor(rainy), _bgr_to_tensor(clean), 'matlab_y')
+    y_r = np.floor(_y_bt601(rainy[..., ::-1].astype(np.float64), 255.0) + 0.5)
+    y_c = np.floor(_y_bt601(clean[..., ::-1].astype(np.float64), 255.0) + 0.5)
+    assert result['psnr'] == pytest.approx(sk_psnr(y_c, y_r, data_range=255), abs=1e-9)
+    assert result['ssim'] == pytest.approx(sk_ssim(y_c, y_r, data_range=255, **SK_WANG), abs=1e-9)
+    # rounding Y moves the numbers a little: same pair under BasicSR's unrounded Y
+    unrounded = compute_metrics(_bgr_to_tensor(rainy), _bgr_to_tensor(clean), 'basicsr_y')
+    assert 0 < abs(result['psnr'] - unrounded['psnr']) < 0.05

@@ -39,6 +39,10 @@ _PROFILES = [
                   'no border crop',
                   {'psnr': _m('calculate_psnr', crop_border=0, test_y_channel=True),
                    'ssim': _m('calculate_ssim', crop_border=0, test_y_channel=True)}),
+    MetricProfile('matlab_y', 'MATLAB deraining scripts (Restormer/MPRNet evaluate_PSNR_SSIM.m): Y of rgb2ycbcr '
+                  'on uint8 images, rounded to integers; PSNR peak 255 and ssim_index (Gaussian 11/1.5, valid)',
+                  {'psnr': _m('calculate_psnr', crop_border=0, test_y_channel=True, round_y=True),
+                   'ssim': _m('calculate_ssim', crop_border=0, test_y_channel=True, round_y=True)}),
     MetricProfile('mioir', 'MiOIR protocol: BasicSR PSNR on uint8-rounded RGB with a 4-pixel border crop',
                   {'psnr': _m('calculate_psnr', crop_border=4)}),
     MetricProfile('restormer', 'Restormer/NAFNet/HINet forks: BasicSR PSNR on uint8-rounded RGB, volumetric '

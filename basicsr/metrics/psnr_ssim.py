@@ -34,8 +34,8 @@ def expects(kind: str) -> Callable:
 
 
 def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str, test_y_channel: bool,
-             channel_order: str, data_range: float) -> tuple:
-    """Shared front end: layout to HWC, float64, border crop, then optional BT.601 Y (unrounded)."""
+             channel_order: str, data_range: float, round_y: bool = False) -> tuple:
+    """Shared front end: layout to HWC, float64, border crop, then optional BT.601 Y (rounded if ``round_y``)."""
     img = to_hwc(np.asarray(img), input_order).astype(np.float64)
     img2 = to_hwc(np.asarray(img2), input_order).astype(np.float64)
     check_same_shape(img, img2)
@@ -43,6 +43,9 @@ def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: s
     if test_y_channel and img.shape[2] == 3:
         img = rgb_to_y(img, data_range, channel_order)
         img2 = rgb_to_y(img2, data_range, channel_order)
+        if round_y:
+            # MATLAB rgb2ycbcr on uint8 returns uint8 Y: round half away from zero (Y > 0)
+            img, img2 = np.floor(img + 0.5), np.floor(img2 + 0.5)
     return img, img2
 
 
@@ -54,7 +57,7 @@ def _psnr(img: np.ndarray, img2: np.ndarray, data_range: float) -> float:
 @METRIC_REGISTRY.register()
 @expects(UINT8)
 def calculate_psnr(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, input_order: str = 'HWC',
-                   test_y_channel: bool = False, channel_order: str = 'bgr') -> float:
+                   test_y_channel: bool = False, channel_order: str = 'bgr', round_y: bool = False) -> float:
     """PSNR in dB with peak 255 (BasicSR ``calculate_psnr``): MSE over all pixels and channels, float64.
 
     Args:
@@ -63,10 +66,12 @@ def calculate_psnr(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, inpu
         input_order: 'HWC' or 'CHW' (2-D images are accepted as they are).
         test_y_channel: measure the BT.601 Y channel (MATLAB coefficients, not rounded) of colour images.
         channel_order: colour order of the inputs, only used for Y: 'bgr' as BasicSR's ``tensor2img`` gives.
+        round_y: round Y to integers as MATLAB ``rgb2ycbcr`` does on uint8 images (the deraining MATLAB
+            scripts of Restormer/MPRNet); BasicSR keeps Y unrounded.
     Returns:
         PSNR in dB; ``inf`` for identical images.
     """
-    img, img2 = _prepare(img, img2, crop_border, input_order, test_y_channel, channel_order, 255.0)
+    img, img2 = _prepare(img, img2, crop_border, input_order, test_y_channel, channel_order, 255.0, round_y)
     return _psnr(img, img2, 255.0)
 
 
@@ -79,14 +84,14 @@ def _ssim_wang_valid(img: np.ndarray, img2: np.ndarray, data_range: float) -> fl
 @METRIC_REGISTRY.register()
 @expects(UINT8)
 def calculate_ssim(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, input_order: str = 'HWC',
-                   test_y_channel: bool = False, channel_order: str = 'bgr') -> float:
+                   test_y_channel: bool = False, channel_order: str = 'bgr', round_y: bool = False) -> float:
     """SSIM as upstream BasicSR ``calculate_ssim`` (= Wang's MATLAB ``ssim_index.m``).
 
     11x11 Gaussian window (sigma 1.5), only the positions where the window fits in the image ('valid'),
     C1 = (0.01*255)^2, C2 = (0.03*255)^2, float64; colour images: SSIM per channel, then the mean.
     Arguments as :func:`calculate_psnr`; the images must be at least 11x11 after cropping.
     """
-    img, img2 = _prepare(img, img2, crop_border, input_order, test_y_channel, channel_order, 255.0)
+    img, img2 = _prepare(img, img2, crop_border, input_order, test_y_channel, channel_order, 255.0, round_y)
     _check_min_size(img, GAUSS_WIN_SIZE)
     return mean_over_channels(img, img2, partial(_ssim_wang_valid, data_range=255.0))
 
