@@ -60,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     from basicsr.archs.outputs import main_output
     from basicsr.archs.pretrained import load_pretrained
     from basicsr.engine.evaluator import side_by_side
-    from basicsr.inference import build_inference
+    from basicsr.inference.pipeline import build_inference
     from basicsr.metrics.profiles import compute_metrics
     from basicsr.utils.img_util import img2tensor, read_image, tensor2img, write_image
     from basicsr.utils.options import load_with_bases
@@ -88,7 +88,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         settings['tlc'] = settings['tlc'] or {'train_size': [1, 3, 256, 256]}
     elif 'tlc' in settings and not args.tlc and opt.get('test', {}).get('tlc') is None:
         settings.pop('tlc')
-    pipeline = build_inference(net, settings, scale=opt.get('scale', 1))
+    pipeline = build_inference(net, settings, where='test')
     in_ch = (opt['network_g'].get('img_channel') or opt['network_g'].get('inp_channels')
              or opt['network_g'].get('in_chans') or 3)
     out_dir = args.output

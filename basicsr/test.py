@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     init_dist_from_env(opt['dist_params'].get('backend'))
     from basicsr.data import build_dataset
     from basicsr.engine.evaluator import evaluate, write_results
-    from basicsr.inference import build_inference
+    from basicsr.inference.pipeline import build_inference
     from basicsr.models import build_model
     from basicsr.utils.logger import get_logger
 
@@ -53,7 +53,7 @@ def main(argv=None) -> dict:
     settings = test_settings(opt)
     model = build_model(opt)
     net = model.inference_network()
-    pipeline = build_inference(net, settings, scale=opt.get('scale', 1))
+    pipeline = build_inference(net, settings, where='test')
     summary = {}
     try:
         for key, ds_opt in (opt.get('datasets') or {}).items():
@@ -63,7 +63,8 @@ def main(argv=None) -> dict:
             res = evaluate(pipeline, dataset, settings, model.device,
                            save_dir=Path(opt['path']['visualization']) / name,
                            save_img=settings.get('save_img', True), suffix=settings.get('suffix'),
-                           pbar=settings.get('pbar', True), desc=f'test {name}')
+                           pbar=settings.get('pbar', True), desc=f'test {name}',
+                           scale=opt.get('scale', 1))
             elapsed = time.time() - start
             summary[name] = res['mean']
             if rank == 0:

@@ -56,12 +56,13 @@ def side_by_side(lq: torch.Tensor, out: torch.Tensor, gt: Optional[torch.Tensor]
 @torch.no_grad()
 def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dict[str, Any],
              device: torch.device, save_dir: Optional[Path] = None, save_img: bool = False,
-             suffix: Optional[str] = None, pbar: bool = True, desc: str = 'eval') -> Dict[str, Any]:
+             suffix: Optional[str] = None, pbar: bool = True, desc: str = 'eval', scale: int = 1) -> Dict[str, Any]:
     """Restore and score every image of ``dataset``.
 
     Args:
         pipeline: ``lq (1, C, H, W) float [0, 1] -> output`` (tensor or NamedOutputs).
         dataset: items ``{'lq', 'gt'?, 'lq_path'}`` with (C, H, W) tensors.
+        scale: super-resolution factor (for cropping GT like the input).
         val_opt: the ``val``/``test`` option block (``metrics`` or ``profile``, ``save_comparison``,
             ``save_extra_outputs``).
     Returns:
@@ -84,6 +85,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
         gt = item.get('gt')
         if gt is not None:
             gt = gt.float().cpu()
+            if hasattr(pipeline, 'crop_target'):  # evaluation protocols that crop the input crop GT alike
+                gt = pipeline.crop_target(gt[None], scale)[0]
             if gt.shape != pred.shape:
                 raise ValueError(f"{item.get('gt_path', name)}: ground truth is {tuple(gt.shape)} but the "
                                  f'output is {tuple(pred.shape)}; check scale and crops')

@@ -30,51 +30,46 @@ def set_random_seed(seed: int) -> None:
 class TrainStream:
     """Endless batches from the train loader with an exact position (epoch, samples consumed).
 
-    The sampler shuffles with (seed, epoch) and skips the samples already consumed, so after a resume
-    the next batch is the one the interrupted run would have seen.
+    The sampler orders samples by (seed, epoch) and counts what the prefetcher hands out, so after a
+    resume the next batch is the one the interrupted run would have seen.
     """
 
-    def __init__(self, dataset: Any, dataset_opt: Dict[str, Any], num_gpu: int, seed: int) -> None:
-        from basicsr.data.loader import build_dataloader
+    def __init__(self, dataset: Any, dataset_opt: Dict[str, Any], device: torch.device, seed: int) -> None:
+        from basicsr.data.loader import build_dataloader, build_prefetcher
         from basicsr.data.sampler import EnlargedSampler
         rank, world = get_dist_info()
         self.dataset = dataset
         self.sampler = EnlargedSampler(len(dataset), world, rank, ratio=dataset_opt.get('dataset_enlarge_ratio', 1),
                                        seed=seed, shuffle=dataset_opt.get('use_shuffle', True))
         self.batch_size = int(dataset_opt.get('batch_size_per_gpu', 1))
-        self.loader = build_dataloader(dataset, dataset_opt, num_gpu=num_gpu, dist=world > 1,
-                                       sampler=self.sampler, seed=seed)
-        self.epoch = 0
-        self._iter: Optional[Any] = None
+        loader = build_dataloader(dataset, dataset_opt, num_gpu=1, dist=world > 1, sampler=self.sampler, seed=seed)
+        self.prefetcher = build_prefetcher(loader, dataset_opt, device)
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
 
     @property
     def iters_per_epoch(self) -> int:
         return max(len(self.sampler) // self.batch_size, 1)
 
-    def _start_epoch(self) -> None:
-        self.sampler.set_epoch(self.epoch)
-        if hasattr(self.dataset, 'set_epoch'):
-            self.dataset.set_epoch(self.epoch)
-        self._iter = iter(self.loader)
-
     def next(self) -> Dict[str, Any]:
-        if self._iter is None:
-            self._start_epoch()
-        while True:
-            try:
-                return next(self._iter)
-            except StopIteration:
-                self.epoch += 1
-                self.sampler.load_state_dict({'epoch': self.epoch, 'consumed': 0})
-                self._start_epoch()
+        batch = self.prefetcher.next()
+        while batch is None:
+            self.sampler.set_epoch(self.sampler.epoch + 1)
+            self.prefetcher.reset()
+            batch = self.prefetcher.next()
+        return batch
 
     def state_dict(self) -> Dict[str, Any]:
         return self.sampler.state_dict()
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
-        self.epoch = int(state['epoch'])
-        self._iter = None
+        if self.sampler.consumed + self.batch_size > len(self.sampler):
+            # the epoch was used up (a train loader drops the last incomplete batch): next epoch
+            self.sampler.set_epoch(self.sampler.epoch + 1)
+        self.prefetcher.reset()
 
 
 class Trainer:
@@ -100,9 +95,9 @@ class Trainer:
 
         train_opt = opt['datasets']['train']
         self.train_set = build_dataset(train_opt)
-        self.stream = TrainStream(self.train_set, train_opt, opt.get('num_gpu', 1), self.seed)
-        self.val_sets = [(k, build_dataset(v)) for k, v in opt['datasets'].items() if k.startswith('val')]
         self.model = build_model(opt)
+        self.stream = TrainStream(self.train_set, train_opt, self.model.device, self.seed)
+        self.val_sets = [(k, build_dataset(v)) for k, v in opt['datasets'].items() if k.startswith('val')]
         self.total_iter = int(opt['train']['total_iter'])
         self.warmup_iter = int(opt['train'].get('warmup_iter', -1))
         self.accumulate = int(opt['train'].get('accumulate_grad', 1))
@@ -192,17 +187,17 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     def validate(self) -> Dict[str, Dict[str, float]]:
         """Evaluate on every val set (sharded over ranks), log, update the best-metric record."""
-        from basicsr.inference import build_inference
+        from basicsr.inference.pipeline import build_inference
         val_opt = self.opt['val']
         net = self.model.inference_network()
-        pipeline = build_inference(net, val_opt, scale=self.opt.get('scale', 1))
+        pipeline = build_inference(net, val_opt, where='val')
         results = {}
         for key, dataset in self.val_sets:
             name = self.opt['datasets'][key].get('name', key)
             save_dir = Path(self.opt['path']['visualization']) / name / f'{self.iter:08d}'
             res = evaluate(pipeline, dataset, val_opt, self.model.device, save_dir=save_dir,
                            save_img=val_opt.get('save_img', False), pbar=val_opt.get('pbar', True),
-                           desc=f'val {name}')
+                           desc=f'val {name}', scale=self.opt.get('scale', 1))
             results[name] = res['mean']
             if self.rank == 0:
                 self._record(name, res)

@@ -161,9 +161,11 @@ class ImageRestorationModel:
 
     # ------------------------------------------------------------------ schedule
     def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
-        """Step the schedulers once; during BasicSR-style warm-up, scale the initial lr linearly."""
-        for s in self.schedulers:
-            s.step()
+        """Set the lr for iteration ``current_iter`` (1-based): the schedules' value at ``current_iter - 1``
+        (so iteration 1 uses the initial lr), scaled linearly during BasicSR-style warm-up."""
+        if current_iter > 1:
+            for s in self.schedulers:
+                s.step()
         if current_iter <= warmup_iter:
             for o in self.optimizers:
                 base = [g['initial_lr'] for g in o.param_groups]

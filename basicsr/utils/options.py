@@ -133,6 +133,7 @@ INFERENCE_KEYS = {
     'center_crop_multiple': Key((int, type(None)), doc='PromptIR/DSRIR evaluation crop'),
     'tile': Key((dict, type(None)), open_children=True, children={}, doc='{size, overlap, batch}'),
     'grids': Key((bool, dict, type(None)), doc='HINet/NAFNet grids test'),
+    'crop_size': Key((int, type(None)), doc='grids crop size (HINet option files)'),
     'self_ensemble': Key((bool, type(None))),
     'tlc': Key((dict, type(None)), open_children=True, children={}, doc='{train_size, base_size, fast_imp}'),
 }
