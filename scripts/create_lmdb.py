@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import cv2
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

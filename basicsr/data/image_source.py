@@ -8,7 +8,6 @@ that reads, so every DataLoader worker gets its own handle.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np

@@ -29,7 +29,9 @@ def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, di
     (default true, used only when CUDA is in use); ``persistent_workers`` (default true with workers).
     Train loaders drop the last incomplete batch; val/test loaders default to batch 1, in order.
 
-    The dataset's per-sample seed base is set to ``seed`` (``manual_seed``) when it supports it.
+    ``dist`` is accepted for BasicSR's signature only: batch size and workers are per process in both cases
+    (one code path for 1..N processes under torchrun). The dataset's per-sample seed base is set to ``seed``
+    (``manual_seed``) when it supports it.
     """
     phase = opt.get('phase', 'train')
     rank = getattr(sampler, 'rank', 0)

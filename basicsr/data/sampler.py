@@ -46,7 +46,7 @@ class EnlargedSampler(Sampler):
         n = self.dataset_len * self.ratio
         if self.shuffle:
             g = torch.Generator()
-            g.manual_seed(self.seed * 1_000_003 + epoch)
+            g.manual_seed((self.seed * 1_000_003 + epoch) % 2 ** 63)
             order = torch.randperm(n, generator=g).tolist()
         else:
             order = list(range(n))
