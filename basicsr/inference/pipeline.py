@@ -70,7 +70,7 @@ class InferencePipeline:
         tile: ``{size, overlap=32, batch=1, blend=overlap//4}`` or None.
         grids: ``{crop_size, batch=1}`` or None.
         self_ensemble: average over the 8 flips/rotations.
-        tlc: ``{train_size, base_size, fast_imp, extra}`` or None.
+        tlc: ``{train_size, base_size, fast_imp, extra}`` (``{}`` or True: the defaults) or None/False.
         center_crop_multiple: crop the input centrally to this multiple first (evaluation protocol).
         where: option-section name used in error messages (``'test'``, ``'val'``).
     """
@@ -93,12 +93,12 @@ class InferencePipeline:
         multiple = pad_multiple or net_multiple
         self.center_crop_multiple = (None if center_crop_multiple is None
                                      else _positive_int(center_crop_multiple, f'{where}.center_crop_multiple'))
-        if tile and grids:
+        if tile is not None and grids is not None:
             raise InferenceOptionError(f'{where}.tile and {where}.grids are alternatives; set only one')
-        self.tile = self._tile_options(tile, multiple) if tile else None
-        self.grids = self._grid_options(grids, multiple) if grids else None
+        self.tile = self._tile_options(tile, multiple) if tile is not None else None
+        self.grids = self._grid_options(grids, multiple) if grids is not None else None
         self.self_ensemble = bool(self_ensemble)
-        self.tlc = self._tlc_options(tlc) if tlc else None
+        self.tlc = self._tlc_options(tlc) if tlc not in (None, False) else None
         self.net = to_local(base, share_weights=True, **self.tlc) if self.tlc else base
 
     # ------------------------------------------------------------------ option checks

@@ -1,0 +1,73 @@
+"""The official ``*Local`` type names built as base network + TLC (basicsr/archs/local_arch.py)."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from basicsr.archs import build_network
+from basicsr.inference.tlc import local_modules
+
+SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
+SMALL = {'img_channel': 3, 'width': 4, 'enc_blk_nums': [1, 1], 'middle_blk_num': 1, 'dec_blk_nums': [1, 1]}
+
+
+def _manifest(name: str) -> dict:
+    path = SHARED / 'reference' / 'arch_manifests' / f'{name}.json'
+    if not path.is_file():
+        pytest.skip(f'{path} not available')
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize('local, base', [('NAFNetLocal', 'NAFNet'), ('BaselineLocal', 'Baseline')])
+def test_local_type_has_the_base_state_dict_and_loads_it_strictly(local, base):
+    plain = build_network({'type': base, **SMALL})
+    net = build_network({'type': local, **SMALL, 'train_size': [1, 3, 32, 32], 'fast_imp': True})
+    assert list(net.state_dict()) == list(plain.state_dict())
+    net.load_state_dict(plain.state_dict(), strict=True)
+    assert all(m.fast_imp for _, m in local_modules(net))
+
+
+def test_local_type_equals_base_network_below_the_base_size():
+    plain = build_network({'type': 'NAFNet', **SMALL}).eval()
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    net = build_network({'type': 'NAFNetLocal', **SMALL, 'train_size': [1, 3, 32, 32]}).eval()
+    net.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 48, 40)  # 48 = 1.5 x 32: every window still covers its map
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(x), atol=1e-5, rtol=0)
+        assert (net(torch.rand(1, 3, 96, 64)) - plain(torch.rand(1, 3, 96, 64))).abs().max() > 0
+
+
+def test_unknown_kwarg_lists_the_accepted_ones():
+    with pytest.raises(TypeError, match='width'):
+        build_network({'type': 'NAFNetLocal', 'widht': 8})
+
+
+@pytest.mark.parametrize('name', ['BaselineLocal__gopro_width32', 'NAFNetLocal__gopro_width32'])
+def test_windows_match_the_official_calibration(name):
+    """Windows and fast_imp ratio caps per layer, as recorded from the official converted network
+    (``tlc_avgpool`` in the manifest); they depend on the structure only, so width 4 is built."""
+    man = _manifest(name)
+    net = build_network({'type': man['arch_type'], **man['kwargs'], 'width': 4})
+    got = {n: (list(m.kernel_size), list(m.max_ratio)) for n, m in local_modules(net)}
+    ref = {n: (v['kernel_size'], [v['max_r1'], v['max_r2']]) for n, v in man['tlc_avgpool'].items()}
+    assert got == ref
+
+
+def test_official_parity_vector():
+    path = SHARED / 'reference' / 'parity' / 'NAFNetLocal__gopro_width32_small.pt'
+    if not path.is_file():
+        pytest.skip(f'{path} not available')
+    vec = torch.load(path, map_location='cpu', weights_only=True)
+    net = build_network({'type': vec['type'], **vec['kwargs']})
+    net.load_state_dict(vec['state_dict'], strict=True)
+    net.eval()
+    cases = [(vec['inputs'], vec['outputs'], vec['atol'])] + [(c['inputs'], c['outputs'], c['atol'])
+                                                              for c in vec.get('extra_cases', [])]
+    with torch.no_grad():
+        for inputs, ref, atol in cases:
+            out = net(*inputs['args'], **inputs['kwargs'])
+            torch.testing.assert_close(out, ref, atol=atol, rtol=0)
