@@ -279,6 +279,17 @@ def test_synthetic_train_from_several_folders_crops_then_degrades(tmp_path):
     assert torch.equal(ds[(1, 0)]['lq'], s['lq']) and not torch.equal(ds[(1, 1)]['lq'], s['lq'])
 
 
+def test_small_images_are_padded_for_restormer_types_and_rejected_otherwise(tmp_path):
+    save(tmp_path / 'a.png', random_image(20, 40))
+    base = {'name': 'r', 'phase': 'train', 'dataroot_gt': str(tmp_path), 'gt_size': 32,
+            'degradation': {'type': 'GaussianNoise', 'sigma': 5}}
+    padded = build_dataset({**base, 'type': 'Dataset_GaussianDenoising'})
+    assert padded[0]['gt'].shape == (3, 32, 32)
+    with pytest.raises(DataError, match=r"'.*a.png' is 20x40.*gt_size=32"):
+        build_dataset({**base, 'type': 'SyntheticDegradationDataset'})[0]
+    assert build_dataset({**base, 'type': 'SyntheticDegradationDataset', 'pad_to_gt_size': True})[0]['gt'].shape[1] == 32
+
+
 def test_restormer_gaussian_denoising_keys_are_understood(tmp_path):
     save(tmp_path / 'a.png', random_image(40, 40))
     base = {'type': 'Dataset_GaussianDenoising', 'name': 'r', 'dataroot_gt': str(tmp_path), 'dataroot_lq': 'none',

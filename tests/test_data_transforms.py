@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from basicsr.data.transforms import align_gt_to_lq, augment, dihedral, inverse_dihedral, paired_random_crop
+from basicsr.data.transforms import (align_gt_to_lq, augment, dihedral, inverse_dihedral, pad_to_patch,
+                                     paired_random_crop)
 
 
 def _coords(h, w):
@@ -85,3 +86,14 @@ def test_dihedral_rotation_is_counter_clockwise_quarter_turn():
     a = np.arange(4, dtype=np.float32).reshape(2, 2, 1)  # [[0, 1], [2, 3]]
     assert dihedral(a, False, 1)[..., 0].tolist() == [[1, 3], [0, 2]]
     assert dihedral(a, True, 0)[..., 0].tolist() == [[1, 0], [3, 2]]
+
+
+def test_pad_to_patch_mirrors_like_cv2_border_reflect_and_keeps_alignment():
+    import cv2
+    gt = _coords(12, 20)
+    lq = gt[::2, ::2]
+    pg, pl = pad_to_patch(gt, lq, 16, 2)
+    assert pg.shape == (16, 20, 3) and pl.shape == (8, 10, 3)
+    np.testing.assert_array_equal(pl, cv2.copyMakeBorder(lq, 0, 2, 0, 0, cv2.BORDER_REFLECT))
+    big = _coords(40, 40)
+    assert pad_to_patch(big, big, 16, 1)[0] is big

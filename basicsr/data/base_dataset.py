@@ -38,7 +38,8 @@ class RestorationDataset(Dataset):
     Common options: ``phase`` ('train' | 'val' | 'test'), ``skip_bad`` (log and replace bad samples by the
     next good one instead of raising), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3),
     ``color`` ('rgb' or 'y': BasicSR's Y-channel training on the BT.601 luma of RGB images),
-    ``cache_images`` (keep decoded images in memory).
+    ``cache_images`` (keep decoded images in memory), ``pad_to_gt_size`` (mirror-pad training images smaller
+    than ``gt_size`` instead of raising; on by default for Restormer's ``Dataset_*`` type names).
     """
 
     def __init__(self, opt: Dict[str, Any]) -> None:
@@ -65,6 +66,8 @@ class RestorationDataset(Dataset):
             both = bool(opt.get('geometric_augs', False))
             self.use_hflip = bool(opt.get('use_hflip', opt.get('use_flip', both)))
             self.use_rot = bool(opt.get('use_rot', both))
+            # Restormer's Dataset_* classes mirror-pad images smaller than the patch; ours raise unless asked
+            self.pad_to_gt_size = bool(opt.get('pad_to_gt_size', str(opt.get('type', '')).startswith('Dataset_')))
 
     # ------------------------------------------------------------------ run-time state
     def set_seed(self, seed: int) -> None:

@@ -10,7 +10,7 @@ from basicsr.data.base_dataset import RestorationDataset
 from basicsr.data.data_util import DataError
 from basicsr.data.degradations import build_degradations
 from basicsr.data.image_source import ImageSource, backend_type, list_sources
-from basicsr.data.transforms import augment, paired_random_crop
+from basicsr.data.transforms import augment, pad_to_patch, paired_random_crop
 from basicsr.utils.img_util import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
@@ -80,6 +80,8 @@ class SyntheticDegradationDataset(RestorationDataset):
         gt = self.read(source, name)
         if self.phase == 'train':
             try:
+                if self.pad_to_gt_size:
+                    gt, _ = pad_to_patch(gt, gt, self.gt_size, 1)
                 # one image on both sides: a plain random crop that shares the paired crop's checks
                 gt, _ = paired_random_crop(gt, gt, self.gt_size, 1, path, rng)
             except ValueError as exc:
