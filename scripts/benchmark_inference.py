@@ -1,0 +1,179 @@
+"""Benchmark the inference wrappers on CPU and print a table (not a test; takes a few minutes).
+
+1. TLC overhead: forward time of a NAFNet (GoPro layout, small width) on a 720x1280 image, unconverted
+   vs ``to_local`` exact vs ``to_local`` fast_imp (median of ``--repeats`` runs after one warm-up).
+2. Tiled 4K: a 2160x3840 image (a mosaic of CBSD68 images with sigma-25 noise) restored tile by tile;
+   peak resident memory (``ru_maxrss``) of a fresh process, against whole-image inference in another
+   fresh process, and the PSNR between the two outputs.
+
+Weights are random (the zero-initialised NAFNet residual scales are re-drawn so that every block acts);
+speed and memory do not depend on them.
+
+    python scripts/benchmark_inference.py [--width 16] [--threads 1] [--repeats 3] [--skip-whole-4k]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from basicsr.archs import build_network  # noqa: E402
+from basicsr.inference.pipeline import build_inference  # noqa: E402
+from basicsr.inference.tlc import to_local  # noqa: E402
+
+CBSD68 = ROOT.parent / 'shared' / 'data' / 'CBSD68'
+
+
+def make_net(width: int) -> torch.nn.Module:
+    """NAFNet with the GoPro layout (enc 1-1-1-28) at ``width``, residual scales drawn in [0.1, 0.3]."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'NAFNet', 'width': width, 'enc_blk_nums': [1, 1, 1, 28], 'middle_blk_num': 1,
+                         'dec_blk_nums': [1, 1, 1, 1]})
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith(('beta', 'gamma')):
+                p.uniform_(0.1, 0.3)
+    return net.eval()
+
+
+def test_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """(1, 3, h, w) in [0, 1]: CBSD68 images tiled into a mosaic (random if the folder is absent) plus
+    Gaussian noise of sigma 25/255."""
+    gen = torch.Generator().manual_seed(seed)
+    files = sorted(CBSD68.glob('*.png'))
+    if files:
+        import cv2
+        rows, row, width = [], [], 0
+        height = 0
+        for i in range(10 ** 4):
+            img = cv2.imread(str(files[i % len(files)]), cv2.IMREAD_COLOR)[:321, :321, ::-1]
+            row.append(img)
+            width += img.shape[1]
+            if width >= w:
+                rows.append(np.concatenate(row, axis=1)[:, :w])
+                height += rows[-1].shape[0]
+                row, width = [], 0
+                if height >= h:
+                    break
+        clean = torch.from_numpy(np.ascontiguousarray(np.concatenate(rows, axis=0)[:h])).permute(2, 0, 1)
+        clean = clean.float().div(255).unsqueeze(0)
+    else:
+        clean = torch.rand(1, 3, h, w, generator=gen)
+    return (clean + torch.randn(clean.shape, generator=gen) * 25 / 255).clamp(0, 1)
+
+
+def time_forward(fn, x: torch.Tensor, repeats: int) -> float:
+    with torch.no_grad():
+        fn(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_4k(mode: str, width: int, out_path: str, tile: int, overlap: int, batch: int) -> Dict[str, float]:
+    """One 4K inference in this process (called in a fresh subprocess); saves the output."""
+    net = make_net(width)
+    x = test_image(2160, 3840)
+    before = peak_rss_mb()
+    opt = {'tile': {'size': tile, 'overlap': overlap, 'batch': batch}} if mode == 'tiled' else {}
+    pipe = build_inference(net, opt)
+    t0 = time.perf_counter()
+    out = pipe(x)
+    seconds = time.perf_counter() - t0
+    torch.save(out, out_path)
+    return {'seconds': seconds, 'peak_rss_mb': peak_rss_mb(), 'rss_before_mb': before}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def table(rows: List[List[str]], header: List[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: '| ' + ' | '.join(str(c).ljust(w) for c, w in zip(r, widths)) + ' |'  # noqa: E731
+    return '\n'.join([line(header), '|' + '|'.join('-' * (w + 2) for w in widths) + '|'] + [line(r) for r in rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--width', type=int, default=16)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--tile', type=int, default=256)
+    parser.add_argument('--overlap', type=int, default=32)
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--skip-whole-4k', action='store_true', help='do not run the whole-image 4K reference')
+    parser.add_argument('--run-4k', choices=['tiled', 'whole'], help=argparse.SUPPRESS)
+    parser.add_argument('--out', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    if args.run_4k:  # child process: one measurement, JSON on stdout
+        print(json.dumps(run_4k(args.run_4k, args.width, args.out, args.tile, args.overlap, args.batch)))
+        return
+
+    net = make_net(args.width)
+    x = test_image(720, 1280)
+    plain = time_forward(net, x, args.repeats)
+    rows = [['NAFNet (global pooling)', f'{plain:.2f}', '1.00x']]
+    for label, fast in (('TLC exact', False), ('TLC fast_imp', True)):
+        local = to_local(net, train_size=(1, 3, 256, 256), fast_imp=fast)
+        seconds = time_forward(local, x, args.repeats)
+        rows.append([label, f'{seconds:.2f}', f'{seconds / plain:.2f}x'])
+    print(f'TLC overhead, NAFNet width {args.width} (GoPro layout), 720x1280, CPU, {args.threads} thread(s), '
+          f'median of {args.repeats}')
+    print(table(rows, ['network', 'seconds', 'vs unconverted']))
+
+    results, outputs = {}, {}
+    modes = ['tiled'] + ([] if args.skip_whole_4k else ['whole'])
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in modes:
+            outputs[mode] = os.path.join(tmp, f'{mode}.pt')
+            cmd = [sys.executable, __file__, '--run-4k', mode, '--out', outputs[mode], '--width', str(args.width),
+                   '--threads', str(args.threads), '--tile', str(args.tile), '--overlap', str(args.overlap),
+                   '--batch', str(args.batch)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                results[mode] = {'error': done.stderr.strip().splitlines()[-1] if done.stderr else 'failed'}
+                continue
+            results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+        ref = torch.load(outputs['whole']) if 'seconds' in results.get('whole', {}) else None
+        rows = []
+        for mode in modes:
+            r = results[mode]
+            if 'error' in r:
+                rows.append([mode, '-', '-', '-', r['error']])
+                continue
+            quality = '-' if ref is None else f'{psnr(torch.load(outputs[mode]), ref):.2f}'
+            rows.append([mode if mode == 'whole' else f'tiled {args.tile}/{args.overlap} x{args.batch}',
+                         f'{r["seconds"]:.1f}', f'{r["peak_rss_mb"]:.0f}', f'{r["peak_rss_mb"] - r["rss_before_mb"]:.0f}',
+                         quality])
+    print(f'\n4K (2160x3840) inference, NAFNet width {args.width}, CPU; peak RSS of a fresh process '
+          f'(input, output and weight-sum buffers alone take ~230 MB)')
+    print(table(rows, ['mode', 'seconds', 'peak RSS MB', 'RSS added by inference MB', 'PSNR vs whole (dB)']))
+
+
+if __name__ == '__main__':
+    main()
