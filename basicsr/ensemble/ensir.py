@@ -22,6 +22,7 @@ instead of an arbitrary neighbour's weights; ``robust_em=True`` keeps EM running
 aborts (see :func:`basicsr.ensemble.gmm_em.fit_fixed_mean_gmm`); ``em_precision='float64'`` makes the
 stopping step (a 1e-5 threshold on a float32 mean log-likelihood) insensitive to summation order.
 """
+import inspect
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -212,7 +213,8 @@ class EnsIR(Ensembler):
         other constructor options (e.g. ``chunk_pixels``) for the returned object.
         """
         table, b, options = load_table(path, bin_width)
-        stored = {k: v for k, v in options.items() if k in cls.__init__.__code__.co_varnames}
+        accepted = inspect.signature(cls.__init__).parameters
+        stored = {k: v for k, v in options.items() if k in accepted}
         stored.update(kwargs)
         stored['bin_width'] = b
         ens = cls(**stored)

@@ -24,7 +24,7 @@ import torch
 from basicsr.ensemble import build_ensembler
 from basicsr.ensemble.base import Ensembler, check_num_models
 from basicsr.ensemble.folders import load_reference_set
-from basicsr.utils.registry import ENSEMBLE_REGISTRY
+from basicsr.utils.registry import ENSEMBLE_REGISTRY, check_kwargs
 
 PathLike = Union[str, Path]
 Tensor = torch.Tensor
@@ -73,6 +73,7 @@ def fit_or_load(method: str, options: Dict[str, Any], table: Optional[PathLike] 
     Training-free methods are returned as built (a ``fit`` block only fixes their model count).
     """
     cls = ENSEMBLE_REGISTRY.get(method)
+    check_kwargs(cls, options, f"ensemble method '{method}'")  # before any file is read
     if hasattr(cls, 'load'):
         if table is not None and Path(table).is_file():
             return cls.load(table, **options)
