@@ -150,11 +150,11 @@ DATASET_KEYS = {
     # crops and augmentation
     'gt_size': Key((int, type(None))), 'use_flip': Key(bool), 'use_hflip': Key(bool), 'use_rot': Key(bool),
     'geometric_augs': Key(bool), 'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
-    'mean': Key((list, type(None))), 'std': Key((list, type(None))), 'skip_bad': Key(bool),
+    'skip_bad': Key(bool), 'cache_images': Key(bool), 'pad_to_gt_size': Key(bool),
     # Restormer progressive training
     'mini_batch_sizes': Key(list), 'iters': Key(list), 'gt_sizes': Key(list),
     # synthetic degradations
-    'degradation': Key((dict, list)), 'noise_seed': Key(int), 'seed': Key(int),
+    'degradation': Key((dict, list)), 'noise_seed': Key(int),
     'sigma_type': Key(str), 'sigma_range': Key((list, NUM)), 'sigma_test': Key(NUM),
     # multi-task data (all-in-one)
     'tasks': Key((list, dict)), 'balance_tasks': Key(bool),
@@ -284,7 +284,7 @@ def _check_registry_blocks(opt: Dict[str, Any], source: str, errors: List[str]) 
         except RegistryError as exc:
             errors.append(f"'{dotted}.type': {exc}")
             continue
-        kwargs = {k: v for k, v in block.items() if k not in ('type', 'inputs', 'output', 'outputs')}
+        kwargs = {k: v for k, v in block.items() if k not in ('type', 'outputs', 'stage_weights')}
         try:
             check_kwargs(cls, kwargs, f"'{dotted}' ({block['type']})")
         except TypeError as exc:
