@@ -51,7 +51,10 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     parser.add_argument('--tile', type=int, default=None, help='tile size for tiled inference')
     parser.add_argument('--tile-overlap', type=int, default=32, help='overlap between tiles (pixels)')
     parser.add_argument('--self-ensemble', action='store_true', help='x8 flip/rotation self-ensemble')
-    parser.add_argument('--tlc', action='store_true', help='test-time local converter (uses test.tlc or 256 px)')
+    parser.add_argument('--tlc', action='store_true', help='test-time local converter (test.tlc of --opt, or '
+                        'the training size given by --tlc-train-size)')
+    parser.add_argument('--tlc-train-size', type=int, default=256,
+                        help='training patch size for --tlc (the bundled model was trained on 64 px patches)')
     args = parser.parse_args(argv)
 
     import torch
@@ -78,19 +81,16 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     load_pretrained(net, str(weights))
     net = net.to(device).eval()
 
+    in_ch = (opt['network_g'].get('img_channel') or opt['network_g'].get('inp_channels')
+             or opt['network_g'].get('in_chans') or 3)
     settings = dict(opt.get('test') or {})
     if args.tile:
         settings['tile'] = {'size': args.tile, 'overlap': args.tile_overlap}
     if args.self_ensemble:
         settings['self_ensemble'] = True
-    if args.tlc:
-        settings.setdefault('tlc', {'train_size': [1, 3, 256, 256]})
-        settings['tlc'] = settings['tlc'] or {'train_size': [1, 3, 256, 256]}
-    elif 'tlc' in settings and not args.tlc and opt.get('test', {}).get('tlc') is None:
-        settings.pop('tlc')
+    if args.tlc and not settings.get('tlc'):
+        settings['tlc'] = {'train_size': [1, in_ch, args.tlc_train_size, args.tlc_train_size]}
     pipeline = build_inference(net, settings, where='test')
-    in_ch = (opt['network_g'].get('img_channel') or opt['network_g'].get('inp_channels')
-             or opt['network_g'].get('in_chans') or 3)
     out_dir = args.output
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []

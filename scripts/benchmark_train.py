@@ -1,0 +1,118 @@
+"""Trainer overhead and data-loader throughput, printed as a table.
+
+Compares the time per iteration of the full trainer (data stream, hooks, EMA, logging) with a bare
+``forward / loss / backward / step`` loop on the same network, optimiser, loss and batch shape, and
+measures how many training samples per second the data pipeline delivers on its own.
+
+    python scripts/benchmark_train.py                      # bundled-model recipe, 40 timed iterations
+    python scripts/benchmark_train.py --opt options/train/X.yml --iters 100 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from basicsr.archs import build_network  # noqa: E402
+from basicsr.losses import build_loss  # noqa: E402
+from basicsr.utils.options import parse_options  # noqa: E402
+
+DEFAULT_OPT = ROOT / 'options' / 'train' / 'NAFNet_w16_denoise_color_sigma25.yml'
+
+
+def bench_trainer(opt: dict, warmup: int, iters: int) -> float:
+    """Seconds per iteration of ``Trainer.train`` over ``iters`` iterations after ``warmup``."""
+    from basicsr.engine.trainer import Trainer
+    opt = copy.deepcopy(opt)
+    opt['train']['total_iter'] = warmup
+    Trainer(opt).train()  # builds, warms up caches/allocator, saves a checkpoint at `warmup`
+    opt['train']['total_iter'] = warmup + iters
+    trainer = Trainer(opt)  # resumes at `warmup`
+    start = time.perf_counter()
+    trainer.train()
+    elapsed = time.perf_counter() - start
+    return elapsed / iters
+
+
+def bench_bare(opt: dict, warmup: int, iters: int) -> float:
+    """Seconds per iteration of a plain loop on one fixed batch of the same shape."""
+    ds = opt['datasets']['train']
+    net = build_network(opt['network_g'])
+    optim_opt = dict(opt['train']['optim_g'])
+    optimizer = getattr(torch.optim, optim_opt.pop('type'))(net.parameters(), **optim_opt)
+    loss_fn = build_loss(opt['train']['pixel_opt'])
+    bs, size = ds.get('batch_size_per_gpu', 1), ds.get('gt_size', 64)
+    gt = torch.rand(bs, 3, size, size)
+    lq = gt + torch.randn_like(gt) * 0.1
+    for i in range(warmup + iters):
+        if i == warmup:
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(net(lq), gt)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / iters
+
+
+def bench_loader(opt: dict, batches: int) -> float:
+    """Training samples per second delivered by the data loader alone."""
+    from basicsr.data import build_dataset
+    from basicsr.data.loader import build_dataloader, build_prefetcher
+    from basicsr.data.sampler import EnlargedSampler
+    ds_opt = opt['datasets']['train']
+    dataset = build_dataset(ds_opt)
+    sampler = EnlargedSampler(len(dataset), 1, 0, ratio=ds_opt.get('dataset_enlarge_ratio', 1), seed=0)
+    loader = build_dataloader(dataset, ds_opt, sampler=sampler, seed=0)
+    prefetcher = build_prefetcher(loader, ds_opt)
+    n = 0
+    start = time.perf_counter()
+    for _ in range(batches):
+        batch = prefetcher.next()
+        if batch is None:
+            sampler.set_epoch(sampler.epoch + 1)
+            prefetcher.reset()
+            batch = prefetcher.next()
+        n += batch['gt'].shape[0]
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--opt', type=Path, default=DEFAULT_OPT)
+    parser.add_argument('--iters', type=int, default=40)
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--loader-batches', type=int, default=50)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [f'path.experiments_root={tmp}/exp', 'logger.use_tb_logger=false', 'logger.print_freq=1000000',
+                     'logger.save_checkpoint_freq=0', 'val.val_freq=0']
+        opt = parse_options(args.opt, overrides, is_train=True, root=ROOT)
+        torch.manual_seed(0)
+        bare = bench_bare(opt, args.warmup, args.iters)
+        trainer = bench_trainer(opt, args.warmup, args.iters)
+        loader = bench_loader(opt, args.loader_batches)
+    ds = opt['datasets']['train']
+    print(f"\nnetwork {opt['network_g']['type']} {({k: v for k, v in opt['network_g'].items() if k != 'type'})}, "
+          f"batch {ds.get('batch_size_per_gpu')} x {ds.get('gt_size')} px, {args.threads} thread(s), "
+          f'{args.iters} timed iterations\n')
+    print('| measurement | value |')
+    print('|---|---|')
+    print(f'| bare loop, s/iter | {bare:.4f} |')
+    print(f'| trainer (data, hooks, EMA, logging), s/iter | {trainer:.4f} |')
+    print(f'| trainer / bare | {trainer / bare:.3f}x (target <= 1.10x) |')
+    print(f"| data loader alone, samples/s ({ds.get('num_worker_per_gpu', 0)} workers) | {loader:.1f} |")
+    print(f"| data loader share of a trainer iteration | {ds.get('batch_size_per_gpu', 1) / loader / trainer:.1%} |")
+
+
+if __name__ == '__main__':
+    main()
