@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr.archs.conv_blocks import CALayer
-from basicsr.archs.transformer_blocks import Attention
+from basicsr.archs.transformer_blocks import Attention, transposed_attention
 from basicsr.inference.tlc import (LocalAvgPool2d, LocalInstanceNorm2d, LocalPooledBranch, convert_local_,
                                    expand_local, local_mean, local_modules, make_settings, to_local)
 from basicsr.inference.tlc_blocks import LocalCALayer, LocalChannelAttention
@@ -158,8 +158,7 @@ def test_mdta_windows_average_overlaps_and_match_global_on_small_inputs():
         x = torch.rand(2, 3, 24, 24)
         out = local(x)
         qkv = attn.qkv_dwconv(attn.qkv(local[0](x)))
-        from basicsr.inference.tlc_blocks import channel_attention
-        quad = attn.project_out(channel_attention(qkv[..., 12:, :12], 2, attn.temperature))
+        quad = attn.project_out(transposed_attention(qkv[..., 12:, :12], 2, attn.temperature))
         torch.testing.assert_close(out[..., 12:, :12], quad, atol=1e-5, rtol=0)
 
 
@@ -224,3 +223,51 @@ def test_non_global_adaptive_pool_is_left_alone():
     with warnings.catch_warnings(record=True):
         warnings.simplefilter('always')
         assert convert_local_(net, train_size=(1, 3, 8, 8)) == []
+
+
+# ------------------------------------------------------------------ opt-in converters (ablation)
+def test_extra_converters_are_off_by_default():
+    from basicsr.archs.dsrir_arch import PatchAttention
+    from basicsr.archs.promptir_arch import PromptGenBlock
+    net = nn.ModuleDict({'pa': PatchAttention(8, 4, (2, 2)), 'prompt': PromptGenBlock(4, 3, 8, 8)})
+
+    class Wrap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = net
+
+        def forward(self, x):
+            y = nn.functional.pad(x, (0, 0, 0, 0, 0, 5))
+            return self.inner['pa'](y) + self.inner['prompt'](y).sum(1, keepdim=True)
+
+    with pytest.warns(UserWarning, match='unchanged copy'):
+        to_local(Wrap(), train_size=(1, 3, 16, 16))
+    local = to_local(Wrap(), train_size=(1, 3, 16, 16), extra=True)
+    assert [n for n, _ in local_modules(local)] == ['inner.pa', 'inner.prompt']
+
+
+def test_local_prompt_weights_match_global_on_small_maps_and_vary_on_large_ones():
+    from basicsr.archs.promptir_arch import PromptGenBlock
+    block = PromptGenBlock(prompt_dim=4, prompt_len=3, prompt_size=8, lin_dim=6).eval()
+    with torch.no_grad():
+        block.linear_layer.weight.mul_(20)
+    local = to_local(nn.Sequential(block), train_size=(1, 6, 8, 8), extra=True)
+    x = torch.rand(2, 6, 12, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(local(x), block(x), atol=1e-5, rtol=0)
+        big = torch.cat([torch.zeros(1, 6, 40, 40), torch.ones(1, 6, 40, 40)], dim=-1)
+        assert (local(big) - block(big)).abs().max() > 1e-3
+
+
+def test_patch_attention_keeps_the_training_cell_size():
+    from basicsr.archs.dsrir_arch import PatchAttention
+    pa = PatchAttention(8, 4, (2, 2)).eval()
+    local = to_local(nn.Sequential(pa), train_size=(1, 8, 16, 16), extra=True)
+    assert local[0].kernel_size == (8, 8)
+    x = torch.rand(1, 8, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(local(x), pa(x))  # the training grid: unchanged
+        four = PatchAttention(8, 4, (4, 6)).eval()
+        four.conv_du = pa.conv_du
+        y = torch.rand(1, 8, 32, 48)  # 4 x 6 cells of the training size 8 x 8
+        torch.testing.assert_close(local(y), four(y))

@@ -123,12 +123,15 @@ class LocalWindow(nn.Module):
                 raise RuntimeError(f'{type(self).__name__} has no calibrated window: build converted '
                                    f'networks with basicsr.inference.tlc.to_local(), which runs the '
                                    f'calibration pass (this layer may not be reached by the forward)')
-            h, w = x.shape[-2:]
-            th, tw = self.train_size[-2:]
-            # at least 1: a feature map far smaller than the training input must not get an empty window
-            self.kernel_size = (max(1, h * self.base_size[0] // th), max(1, w * self.base_size[1] // tw))
-            self.max_ratio = (max(1, _FAST_RATIOS[0] * h // th), max(1, _FAST_RATIOS[0] * w // tw))
+            self.calibrate(*x.shape[-2:])
         return self.kernel_size
+
+    def calibrate(self, h: int, w: int) -> None:
+        """Fix the window from the feature size ``h x w`` seen with the training-size input (official rule)."""
+        th, tw = self.train_size[-2:]
+        # at least 1: a feature map far smaller than the training input must not get an empty window
+        self.kernel_size = (max(1, h * self.base_size[0] // th), max(1, w * self.base_size[1] // tw))
+        self.max_ratio = (max(1, _FAST_RATIOS[0] * h // th), max(1, _FAST_RATIOS[0] * w // tw))
 
     def local_mean(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
         """:func:`local_mean` with this layer's window and settings."""

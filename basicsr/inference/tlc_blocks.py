@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from basicsr.archs.transformer_blocks import transposed_attention
 from basicsr.inference.grids import grid_windows
 from basicsr.inference.tlc import LocalAvgPool2d, LocalWindow, TLCSettings, expand_local, is_pointwise
 from basicsr.utils.registry import TLC_CONVERTER_REGISTRY
@@ -46,18 +46,6 @@ def convert_ca_layer(module: nn.Module, settings: TLCSettings) -> Optional[nn.Mo
     return LocalCALayer(module, settings)
 
 
-def channel_attention(qkv: Tensor, heads: int, temperature: Tensor) -> Tensor:
-    """MDTA core on (N, 3C, h, w) projected features: per-head C/heads x C/heads attention between
-    L2-normalised query and key rows, applied to the values; returns (N, C, h, w)."""
-    n, c3, h, w = qkv.shape
-    c = c3 // 3
-    q, k, v = (t.reshape(n, heads, c // heads, h * w) for t in qkv.chunk(3, dim=1))
-    q = F.normalize(q, dim=-1)
-    k = F.normalize(k, dim=-1)
-    attn = (q @ k.transpose(-2, -1) * temperature).softmax(dim=-1)
-    return (attn @ v).reshape(n, c, h, w)
-
-
 class LocalChannelAttention(LocalWindow):
     """MDTA whose attention statistics come from windows of the calibrated size (batch of any size)."""
 
@@ -74,11 +62,11 @@ class LocalChannelAttention(LocalWindow):
         k1, k2 = self.window_for(x)
         qkv = self.qkv_dwconv(self.qkv(x))
         if k1 >= h and k2 >= w:
-            return self.project_out(channel_attention(qkv, self.num_heads, self.temperature))
+            return self.project_out(transposed_attention(qkv, self.num_heads, self.temperature))
         k1, k2 = min(k1, h), min(k2, w)
         windows = grid_windows(h, w, (k1, k2))
         parts = torch.cat([qkv[:, :, i:i + k1, j:j + k2] for i, j in windows], dim=0)
-        outs = channel_attention(parts, self.num_heads, self.temperature).split(b, dim=0)
+        outs = transposed_attention(parts, self.num_heads, self.temperature).split(b, dim=0)
         total = x.new_zeros(b, c, h, w)
         count = x.new_zeros(1, 1, h, w)
         for (i, j), out in zip(windows, outs):
