@@ -48,9 +48,9 @@ class WithBiasLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = x.var(1, keepdim=True, unbiased=False)
-        return (x - mu) / torch.sqrt(var + _EPS) * self.weight[:, None, None] + self.bias[:, None, None]
+        # the fused kernel on a channels-last view is ~2x faster than mean/var over dim 1 on CPU
+        out = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, _EPS)
+        return out.permute(0, 3, 1, 2).contiguous()
 
 
 LAYER_NORM_TYPES: Dict[str, Type[nn.Module]] = {'BiasFree': BiasFreeLayerNorm, 'WithBias': WithBiasLayerNorm}
