@@ -274,6 +274,19 @@ def test_dsrir_needs_multiples_of_8():
         build_network({'type': 'DSRIR', 'in_channels': 3})
 
 
+@pytest.mark.parametrize('opt', [
+    {'type': 'Restormer', **SMALL, 'inp_channels': 1, 'out_channels': 1},
+    {'type': 'LoRARestormer', **LORA_SMALL, 'inp_channels': 1, 'out_channels': 1},
+    {'type': 'PromptIR_MiOIR', **PROMPTIR_SMALL, 'inp_channels': 1, 'out_channels': 1},
+    {'type': 'DSRIR', **DSRIR_SMALL, 'in_c': 1, 'out_c': 1},
+], ids=lambda o: o['type'])
+def test_gray_images(opt):
+    net = build_network(opt).eval()
+    with torch.no_grad():
+        out = main_output(net(_rand(2, 1, 16, 24)))
+    assert out.shape == (2, 1, 16, 24)
+
+
 # ---------------------------------------------------------------------------- against ../shared
 def _vectors():
     if not VECTORS.is_dir():

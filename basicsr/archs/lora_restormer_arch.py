@@ -121,6 +121,8 @@ class LoRARestormer(RestormerUNet):
         lora_dropout: accepted for the official signature; never applied (as in loralib's ConvLoRA).
         merge_weights: fold the updates into the conv weights in eval mode.
     Input ``(B, inp_channels, H, W)`` in [0, 1], any H, W (reflect-padded to a multiple of 8 internally).
+    ``dual_pixel_task`` behaves as in swz30's Restormer (1x1 skip from the embedding, no residual); the
+    official LoRA copy builds that skip but never calls it, which cannot run with 6 input channels.
     """
 
     def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = 48,

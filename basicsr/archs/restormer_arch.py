@@ -4,7 +4,8 @@ Zamir et al., "Restormer: Efficient Transformer for High-Resolution Image Restor
 (official code: swz30/Restormer ``basicsr/models/archs/restormer_arch.py``). One class covers the official
 task configurations and the copies in Xiangtaokong/MiOIR (``global_residual`` switch) and mrluin/UniRestorer
 (reflect padding to a multiple of 8 inside ``forward``, so any H, W works). The padding is a no-op on sizes
-that are already multiples of 8, where results equal the swz30 network's.
+that are already multiples of 8, where results equal the swz30 network's. ``dual_pixel_task`` follows swz30
+(UniRestorer's copy drops that branch from its forward; its experts never set it).
 
 :class:`RestormerUNet` is the shared skeleton; :class:`LoRARestormer` reuses it with low-rank-adapted
 convolutions (``lora_restormer_arch.py``).
