@@ -180,6 +180,17 @@ def test_lora_merged_weight_follows_loaded_state_dict():
         torch.testing.assert_close(net(x), other.train()(x), rtol=1e-5, atol=1e-5)
 
 
+def test_lora_weight_folded_under_inference_mode_is_not_reused_with_autograd():
+    net = build_network({'type': 'LoRARestormer', **LORA_SMALL}).eval()
+    x = _rand(1, 3, 16, 16)
+    with torch.inference_mode():
+        expected = net(x)
+    x.requires_grad_()
+    out = net(x)
+    out.sum().backward()  # would fail if an inference tensor were saved for backward
+    assert torch.equal(out.detach(), expected) and x.grad is not None
+
+
 def test_lora_conv_matches_an_explicitly_updated_conv():
     conv = LoRAConv2d(6, 9, 3, r=2, lora_alpha=3, padding=1, groups=3, bias=True)
     _randomize_(conv)

@@ -6,9 +6,11 @@ Official code: mrluin/UniRestorer ``basicsr/models/archs/restormer_lora_arch.py`
 
 Merging: in eval mode (``merge_weights=True``) the update is folded into one effective conv weight once and
 reused, as the official layer does, and ``train()`` drops it again. Unlike the official layer, which adds
-the update to ``W`` in place, the parameter ``W`` itself is never modified: ``state_dict()`` always holds the
-official (unmerged) layout, even from a network kept in eval mode such as an EMA copy, so a saved
-checkpoint never carries the update twice. The outputs are the same floating-point operations either way.
+the update to ``W`` in place (and subtracts it again on ``train()``), the parameter ``W`` itself is never
+modified: ``state_dict()`` always holds the official (unmerged) layout, even from a network kept in eval mode
+such as an EMA copy, so a saved checkpoint never carries the update twice, and W does not drift by rounding
+over eval/train cycles. The outputs are the same floating-point operations; the price is one extra copy of
+the conv weights while in eval mode.
 """
 from __future__ import annotations
 
@@ -70,12 +72,14 @@ class LoRAConv2d(nn.Module):
 
     def _source_key(self) -> Tuple:
         # changes whenever a source tensor is written in place (optimizer step, load_state_dict) or replaced
+        # (.to()); a weight folded under inference_mode cannot serve a later autograd-enabled forward
         tensors = (self.conv.weight, self.lora_A, self.lora_B)
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        return (torch.is_inference_mode_enabled(),) + tuple((t.data_ptr(), t._version, t.dtype, t.device)
+                                                            for t in tensors)
 
     @property
     def merged(self) -> bool:
-        """True while eval mode uses a folded weight (``merge_weights`` and ``r > 0``)."""
+        """True while eval mode holds a folded weight (made by the first eval forward; ``train()`` drops it)."""
         return self._merged is not None
 
     def merged_weight(self) -> torch.Tensor:
