@@ -23,13 +23,13 @@ import inspect
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ['ModelStats', 'count_parameters', 'count_flops', 'peak_forward_memory', 'input_channels',
+__all__ = ['ModelStats', 'count_parameters', 'count_flops', 'peak_memory', 'peak_forward_memory', 'input_channels',
            'example_input', 'model_stats', 'format_count']
 
 # keyword arguments that name a network's input channels, most specific first (Uformer: dd_in over in_chans)
@@ -85,28 +85,37 @@ def _quiet_stderr():
             os.close(saved)
 
 
-def peak_forward_memory(net: nn.Module, *inputs: Any) -> int:
-    """Peak bytes of tensor memory allocated by one eval forward pass beyond what existed before it."""
-    net.eval()
-    device = next(iter(net.parameters()), torch.empty(0)).device
+def peak_memory(fn: Callable[[], Any], device: Any = 'cpu') -> int:
+    """Peak bytes of tensor memory allocated while ``fn()`` runs, beyond what was allocated before it
+    (CUDA: the caching allocator's statistics; CPU: the profiler's allocation events)."""
+    device = torch.device(device)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        with torch.no_grad():
-            net(*inputs)
+        fn()
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - before)
     from torch.profiler import ProfilerActivity, profile
-    with _quiet_stderr(), torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = net(*inputs)
-        del out
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
     current = peak = 0
     for event in sorted(events, key=lambda e: e.start_ns()):
         current += event.nbytes()
         peak = max(peak, current)
     return int(peak)
+
+
+def peak_forward_memory(net: nn.Module, *inputs: Any) -> int:
+    """Peak bytes allocated by one eval forward pass under ``no_grad`` beyond what existed before it."""
+    net.eval()
+    device = next(iter(net.parameters()), torch.empty(0)).device
+
+    def forward() -> None:
+        with torch.no_grad():
+            net(*inputs)
+    return peak_memory(forward, device)
 
 
 def input_channels(net: nn.Module, opt: Dict[str, Any]) -> int:

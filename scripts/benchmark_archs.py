@@ -1,0 +1,141 @@
+"""Forward and forward+backward time and peak memory of every registered network type, as a markdown table.
+
+    OMP_NUM_THREADS=1 python scripts/benchmark_archs.py --reduced --size 64 64
+    python scripts/benchmark_archs.py --types 'SwinIR|Uformer' --size 128 128 --channels-last --compile
+
+Each type is built with the kwargs of its first official manifest (``--manifests``), or with ``--reduced``
+the small configuration of its parity vector (``--vectors``) when one exists, else the class defaults.
+Input: ``(batch, C, H, W)`` random in [0, 1], H and W rounded up to the network's ``size_multiple``.
+Times are the median of ``--repeat`` runs after one warm-up; forward in eval mode under ``no_grad``,
+forward+backward in train mode on the mean of the scored output. Peak memory: tensor bytes allocated
+during the pass beyond weights and input (``basicsr.utils.model_stats.peak_memory``). ``--channels-last``
+and ``--compile`` add columns for those variants (forward time) so their benefit is visible per network.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from basicsr.archs import build_network, list_networks  # noqa: E402
+from basicsr.archs.outputs import main_output  # noqa: E402
+from basicsr.utils.model_stats import count_parameters, example_input, format_count, peak_memory  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
+
+
+def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
+    fn()  # warm-up: first-call allocations, kernel selection, compilation
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def configurations(manifests: Path, vectors: Path, reduced: bool) -> Dict[str, Dict[str, Any]]:
+    """``type -> kwargs``: the first manifest of each type, or (``reduced``) its parity vector's kwargs."""
+    configs: Dict[str, Dict[str, Any]] = {}
+    if reduced and vectors.is_dir():
+        for path in sorted(vectors.glob('*.pt')):
+            vec = torch.load(path, map_location='cpu', weights_only=False)
+            configs.setdefault(vec['type'], dict(vec['kwargs']))
+    if manifests.is_dir():
+        for path in sorted(manifests.glob('*.json')):
+            data = json.loads(path.read_text())
+            configs.setdefault(data['registry_type'], dict(data.get('kwargs', {})))
+    return configs
+
+
+def benchmark(opt: Dict[str, Any], size: List[int], batch: int, repeat: int, channels_last: bool,
+              compile_: bool) -> Dict[str, Any]:
+    """Times (s) and peak memories (bytes) of one network configuration."""
+    net = build_network(dict(opt))
+    x = example_input(net, opt, size, batch)
+    row: Dict[str, Any] = {'params': count_parameters(net), 'input': tuple(x.shape)}
+
+    def forward(model=net, inp=x) -> None:
+        with torch.no_grad():
+            model(inp)
+
+    def forward_backward() -> None:
+        net.zero_grad(set_to_none=True)
+        main_output(net(x)).mean().backward()
+
+    net.eval()
+    row['fwd'] = _median_seconds(forward, repeat)
+    row['fwd_mem'] = peak_memory(forward)
+    net.train()
+    row['fwd_bwd'] = _median_seconds(forward_backward, repeat)
+    row['fwd_bwd_mem'] = peak_memory(forward_backward)
+    net.zero_grad(set_to_none=True)
+    net.eval()
+    if channels_last:
+        cl_net = net.to(memory_format=torch.channels_last)
+        cl_x = x.contiguous(memory_format=torch.channels_last)
+        row['fwd_cl'] = _median_seconds(lambda: forward(cl_net, cl_x), repeat)
+        net.to(memory_format=torch.contiguous_format)
+    if compile_:
+        try:
+            compiled = torch.compile(net)
+            row['fwd_compiled'] = _median_seconds(lambda: forward(compiled, x), repeat)
+        except Exception as exc:  # noqa: BLE001 - compilation needs a C++ toolchain; report, do not abort
+            row['fwd_compiled'] = f'{type(exc).__name__}'
+    return row
+
+
+def _ms(value: Any) -> str:
+    return f'{value * 1000:.0f}' if isinstance(value, float) else str(value)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--types', help='regular expression on registered type names (default: all)')
+    parser.add_argument('--size', nargs=2, type=int, default=[128, 128], metavar=('H', 'W'))
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--reduced', action='store_true', help='small configurations (parity-vector kwargs)')
+    parser.add_argument('--channels-last', action='store_true', help='also time channels-last forward')
+    parser.add_argument('--compile', action='store_true', help='also time a torch.compile forward')
+    parser.add_argument('--manifests', type=Path, default=SHARED / 'arch_manifests')
+    parser.add_argument('--vectors', type=Path, default=SHARED / 'parity')
+    args = parser.parse_args(argv)
+
+    configs = configurations(args.manifests, args.vectors, args.reduced)
+    types = [t for t in list_networks() if not args.types or re.search(args.types, t)]
+    extra = (' fwd channels-last ms |' if args.channels_last else '') + (' fwd compiled ms |' if args.compile else '')
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, '
+          f'size {args.size[0]}x{args.size[1]}, {"reduced" if args.reduced else "official"} configurations, '
+          f'median of {args.repeat}\n')
+    print(f'| type | params | input | fwd ms | fwd+bwd ms | fwd peak | fwd+bwd peak |{extra}')
+    print('|---|---:|---|---:|---:|---:|---:|' + '---:|' * extra.count('|'))
+    for name in types:
+        opt = {'type': name, **configs.get(name, {})}
+        try:
+            row = benchmark(opt, args.size, args.batch, args.repeat, args.channels_last, args.compile)
+        except Exception as exc:  # noqa: BLE001 - a type that needs other inputs must not stop the table
+            print(f'| {name} | skipped: {type(exc).__name__}: {str(exc)[:90]} | | | | | |'
+                  + ' |' * extra.count('|'), flush=True)
+            continue
+        cells = [name, format_count(row['params']), 'x'.join(map(str, row['input'])), _ms(row['fwd']),
+                 _ms(row['fwd_bwd']), format_count(row['fwd_mem'], 'B'), format_count(row['fwd_bwd_mem'], 'B')]
+        if args.channels_last:
+            cells.append(_ms(row['fwd_cl']))
+        if args.compile:
+            cells.append(_ms(row['fwd_compiled']))
+        print('| ' + ' | '.join(cells) + ' |', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
