@@ -77,6 +77,14 @@ def test_fast_imp_subsamples_by_largest_divisor_and_keeps_constants():
     torch.testing.assert_close(out, torch.full_like(out, 0.7))
 
 
+def test_fast_imp_expansion_is_nearest_upsampling_then_replicate_padding():
+    compact, ratio = local_mean(torch.rand(2, 3, 60, 42), (20, 20), fast_imp=True, max_ratio=(5, 5))
+    up = F.interpolate(compact, scale_factor=ratio)
+    dh, dw = 60 - up.shape[-2], 42 - up.shape[-1]
+    ref = F.pad(up, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode='replicate')
+    assert torch.equal(expand_local(compact, ratio, (60, 42)), ref)
+
+
 def test_fast_imp_ratio_is_capped_by_calibration():
     compact, ratio = local_mean(torch.rand(1, 1, 60, 60), (20, 20), fast_imp=True, max_ratio=(2, 1))
     assert ratio == (2, 1)

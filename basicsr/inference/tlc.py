@@ -92,7 +92,10 @@ def expand_local(compact: Tensor, ratio: Tuple[int, int], size: Tuple[int, int])
     if ratio == (0, 0):
         return compact
     if ratio != (1, 1):
-        compact = F.interpolate(compact, scale_factor=ratio)
+        # nearest upsampling by integer factors (what F.interpolate(scale_factor=ratio) computes), as one copy
+        b, c, h, w = compact.shape
+        compact = compact[:, :, :, None, :, None].expand(b, c, h, ratio[0], w, ratio[1])
+        compact = compact.reshape(b, c, h * ratio[0], w * ratio[1])
     dh, dw = size[0] - compact.shape[-2], size[1] - compact.shape[-1]
     if dh == 0 and dw == 0:
         return compact
