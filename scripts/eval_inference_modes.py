@@ -8,7 +8,8 @@ resident memory added while the mode ran (sampled every 5 ms from /proc/self/sta
         --weights experiments/NAFNet_w16_denoise_color_sigma25/models/net_g_latest.pth
 
 The test set defaults to ../shared/data/CBSD68 with Gaussian noise sigma 25 and a fixed noise seed (0);
-the TLC training size and the grid crop default to the option file's ``datasets.train.gt_size``.
+the TLC training size and the grid crop default to the option file's ``datasets.train.gt_size`` (or
+``test.tlc.train_size``; the bundled model was trained on 64 px patches).
 """
 from __future__ import annotations
 
@@ -132,9 +133,11 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         parser.error(f'unknown mode(s) {unknown}; choose from {", ".join(MODES)}')
-    train = args.train_size or ((opt.get('datasets') or {}).get('train') or {}).get('gt_size')
+    tlc_size = ((opt.get('test') or {}).get('tlc') or {}).get('train_size') or [None]
+    train = (args.train_size or ((opt.get('datasets') or {}).get('train') or {}).get('gt_size')
+             or tlc_size[-1])
     if not train:
-        parser.error(f'{args.opt} has no datasets.train.gt_size; pass --train-size')
+        parser.error(f'{args.opt} has neither datasets.train.gt_size nor test.tlc.train_size; pass --train-size')
     net = build_network(opt['network_g'])
     load_pretrained(net, args.weights, key=(opt.get('path') or {}).get('param_key_g', 'auto'))
     net.eval()
