@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import torch
 
 from basicsr.ensemble.base import DEFAULT_CHUNK_PIXELS, Ensembler, check_num_models, check_reference_set
-from basicsr.ensemble.bins import bins_per_model, check_bin_width, joint_bin_index
+from basicsr.ensemble.bins import _scratch, bins_per_model, check_bin_width, joint_bin_index
 from basicsr.ensemble.gmm_em import EM_FAILED, EM_RESET, fit_fixed_mean_gmm
 from basicsr.ensemble.lut_io import load_table, save_table
 from basicsr.utils.registry import ENSEMBLE_REGISTRY
@@ -85,6 +85,8 @@ class EnsIR(Ensembler):
         self.table: Optional[Tensor] = None
         self.fit_info: Dict[str, int] = {}
         self._device_tables: Dict[torch.device, Tensor] = {}
+        # scratch buffers of apply, reused between calls (bounded by chunk_pixels)
+        self._workspace: Dict[str, Tensor] = {}
 
     @property
     def num_bins(self) -> int:
@@ -234,14 +236,17 @@ class EnsIR(Ensembler):
     def _combine(self, x: Tensor, ctx: Any) -> Tensor:
         check_num_models(self.num_models, x.shape[0], 'the EnsIR table')
         table = self._table_on(x.device).to(x.dtype)
-        bins = joint_bin_index(x, self.bin_width)  # (3, n)
+        ws = self._workspace
+        bins = joint_bin_index(x, self.bin_width, workspace=ws)  # (3, n)
         out = x.new_empty(x.shape[1:])
+        weight = _scratch(ws, 'weight', x.shape[2:], x)
         for c in range(3):
-            # sum_m w[bin, c, m] * x_m, accumulated in model order like the official code
-            acc = table[c, 0].take(bins[c]) * x[0, c]
+            # sum_m w[bin, c, m] * x_m, products added in model order like the official code (bit-identical)
+            torch.index_select(table[c, 0], 0, bins[c], out=weight)
+            torch.mul(weight, x[0, c], out=out[c])
             for m in range(1, x.shape[0]):
-                acc += table[c, m].take(bins[c]) * x[m, c]
-            out[c] = acc
+                torch.index_select(table[c, m], 0, bins[c], out=weight)
+                out[c].add_(weight.mul_(x[m, c]))
         return out
 
 
