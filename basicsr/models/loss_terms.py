@@ -7,7 +7,9 @@ registered loss plus an optional ``outputs`` entry saying which outputs it score
   over stages), otherwise ``pred``;
 - a name (``'pred'``, ``'stage:2'``) or a list of names, summed;
 - a list of mappings, each giving the loss's keyword arguments by output name, e.g. DSRIR's uncertainty
-  loss ``[{pred: 'stage:1', log_var: 'var:1'}, ...]``.
+  loss ``[{pred: 'stage:1', log_var: 'var:1'}, ...]``; a value may also be a list of names (passed as a list
+  of tensors) and the name ``lq`` means the network input, e.g. DSRIR's contrastive loss
+  ``[{pred: 'stage:3', positives: ['stage:2', 'stage:1'], negative: lq}]``.
 
 ``stage_weights`` (same length as the resolved outputs) weights the summands. The target is always the
 ground truth, passed as the second positional argument.
@@ -22,7 +24,9 @@ from torch import nn
 from basicsr.archs.outputs import NamedOutputs, output_names
 from basicsr.losses import build_loss
 
-OutputSpec = Union[str, Dict[str, str]]
+OutputSpec = Union[str, Dict[str, Union[str, List[str]]]]
+# output name that means the network input (a degraded image), e.g. the negative of DSRIR's contrastive loss
+INPUT_NAME = 'lq'
 
 
 class LossTerm(nn.Module):
@@ -34,7 +38,18 @@ class LossTerm(nn.Module):
         self.key = key
         self.outputs: Optional[List[OutputSpec]] = _as_list(opt.pop('outputs', None))
         self.stage_weights: Optional[List[float]] = opt.pop('stage_weights', None)
-        self.loss = build_loss(opt)
+        if self.stage_weights is not None and self.outputs is not None \
+                and len(self.stage_weights) != len(self.outputs):
+            raise ValueError(self._weights_message(self.outputs))
+        try:
+            self.loss = build_loss(opt)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            # e.g. a missing or wrong-shaped VGG weight file: say which loss block asked for it
+            raise type(exc)(f'train.{key} ({opt.get("type")}): {exc}') from exc
+
+    def _weights_message(self, specs: List[OutputSpec]) -> str:
+        return (f'train.{self.key}.stage_weights has {len(self.stage_weights)} entries but the loss scores '
+                f'{len(specs)} outputs {specs} (stage_weights: {self.stage_weights}); give one weight per output')
 
     def resolve(self, out: Any) -> List[OutputSpec]:
         """The output specs this term scores for the network output ``out``."""
@@ -44,25 +59,45 @@ class LossTerm(nn.Module):
             stages = [n for n in names if n.startswith('stage:')]
             specs = stages or ['pred']
         for spec in specs:
-            for name in ([spec] if isinstance(spec, str) else list(spec.values())):
-                if name != 'pred' and name not in names:
+            for name in _spec_names(spec):
+                if name not in ('pred', INPUT_NAME) and name not in names:
                     raise ValueError(f"train.{self.key}.outputs: the network has no output '{name}'; it returns "
                                      f"{names} (and 'pred')")
         if self.stage_weights is not None and len(self.stage_weights) != len(specs):
-            raise ValueError(f'train.{self.key}.stage_weights has {len(self.stage_weights)} entries but the loss '
-                             f'scores {len(specs)} outputs {specs}; give one weight per output')
+            raise ValueError(self._weights_message(specs))
         return specs
 
-    def forward(self, out: Any, gt: torch.Tensor) -> torch.Tensor:
+    def forward(self, out: Any, gt: torch.Tensor, lq: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Weighted sum of the loss over the resolved outputs; ``lq`` (the network input) serves ``lq`` names."""
         specs = self.resolve(out)
         weights = self.stage_weights or [1.0] * len(specs)
         total = 0.0
         for w, spec in zip(weights, specs):
             if isinstance(spec, str):
-                total = total + w * self.loss(_pick(out, spec), gt)
+                total = total + w * self.loss(self._pick(out, spec, lq), gt)
             else:
-                total = total + w * self.loss(target=gt, **{k: _pick(out, v) for k, v in spec.items()})
+                kwargs = {k: ([self._pick(out, n, lq) for n in v] if isinstance(v, (list, tuple))
+                              else self._pick(out, v, lq)) for k, v in spec.items()}
+                total = total + w * self.loss(target=gt, **kwargs)
         return total
+
+    def _pick(self, out: Any, name: str, lq: Optional[torch.Tensor]) -> torch.Tensor:
+        if name == INPUT_NAME:
+            if lq is None:
+                raise ValueError(f"train.{self.key}.outputs asks for '{INPUT_NAME}' (the network input) but the "
+                                 'model did not pass it to the loss')
+            return lq
+        return _pick(out, name)
+
+
+def _spec_names(spec: OutputSpec) -> List[str]:
+    """Every output name a spec refers to (a name, or the values of a mapping, which may be lists)."""
+    if isinstance(spec, str):
+        return [spec]
+    names: List[str] = []
+    for value in spec.values():
+        names += list(value) if isinstance(value, (list, tuple)) else [value]
+    return names
 
 
 def _pick(out: Any, name: str) -> torch.Tensor:

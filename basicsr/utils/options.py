@@ -157,7 +157,10 @@ DATASET_KEYS = {
     'degradation': Key((dict, list)), 'noise_seed': Key(int),
     'sigma_type': Key(str), 'sigma_range': Key((list, NUM)), 'sigma_test': Key(NUM),
     # multi-task data (all-in-one)
-    'tasks': Key((list, dict)), 'balance_tasks': Key(bool),
+    'tasks': Key((list, dict)), 'balance_tasks': Key(bool), 'num_task_prompts': Key(int),
+    # list-file pairs (DSRIR CSV, PromptIR id lists, SOTS name rule) and per-set evaluation protocol
+    'list_file': Key(OPT_STR, path=True), 'list_format': Key(str, choices=['csv', 'lines']),
+    'gt_from_lq': Key(list), 'metric_profile': Key(str),
 }
 
 SCHEMA: Dict[str, Key] = {
