@@ -129,3 +129,9 @@ def test_apply_before_fit():
 def test_wrong_tensor_rank_for_apply(fitted):
     with pytest.raises(ValueError, match=r'expected a tensor of shape \(M, 3, H, W\) .*got shape \(3, 4, 4\)'):
         fitted.apply(torch.rand(3, 4, 4))
+
+
+def test_table_that_would_be_too_large():
+    preds, gts = reference(num_models=7, size=8, n=1)
+    with pytest.raises(ValueError, match=r'expected nb\*\*M <= 1048576 .*got 8\*\*7 = 2097152'):
+        EnsIR(bin_width=32).fit(preds, gts)

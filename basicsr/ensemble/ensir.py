@@ -38,6 +38,9 @@ Tensor = torch.Tensor
 
 EMPTY_BIN_RULES = ('previous', 'prior')
 EM_PRECISIONS = {'float32': torch.float32, 'float64': torch.float64}
+# The dense table and the per-bin statistics of the estimation grow as nb**M; beyond this (e.g. b = 32
+# with M >= 7) they need gigabytes and almost every bin is empty.
+MAX_TABLE_ROWS = 2**20
 
 
 @ENSEMBLE_REGISTRY.register()
@@ -109,10 +112,15 @@ class EnsIR(Ensembler):
             gts: sequence of (3, H, W) float tensors, same sizes, same range.
         """
         num_models, _ = check_reference_set(preds, gts)
+        gts = [g if g.is_floating_point() else g.float() for g in gts]
         if self.default_weight is not None and len(self.default_weight) != num_models:
             raise ValueError(f'default_weight: expected {num_models} weights (one per model), got '
                              f'{len(self.default_weight)}: {self.default_weight}')
         nb, device = self.num_bins, preds[0].device
+        if nb**num_models > MAX_TABLE_ROWS:
+            raise ValueError(f'EnsIR table too large: expected nb**M <= {MAX_TABLE_ROWS} joint bins, got '
+                             f'{nb}**{num_models} = {nb**num_models} (bin_width {self.bin_width}, M = {num_models}); '
+                             f'use a larger bin_width')
         num_slots = nb**num_models * 3  # processing order: bins lexicographic, channels R, G, B inside
         channel = torch.arange(3, device=device)[:, None]
 
