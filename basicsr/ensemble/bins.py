@@ -44,24 +44,24 @@ def joint_bin_index(x: Tensor, bin_width: int, workspace: Optional[Dict[str, Ten
     num_models = x.shape[0]
     ws = workspace if workspace is not None else {}
     # trunc of the true quotient, as the official code; clamp folds values >= 256 and < 0 into the ends
-    digits = torch.div(x, bin_width, rounding_mode='trunc', out=_scratch(ws, 'digits', x.shape, x))
+    digits = torch.div(x, bin_width, rounding_mode='trunc', out=scratch_buffer(ws, 'digits', x.shape, x))
     digits.clamp_(0, nb - 1)
     if nb**num_models <= 2**(53 if x.dtype == torch.float64 else 24):
         # the index is an exact integer in the float type: build it there, convert once (fewer passes)
         index = digits[0]
         if num_models > 1:
-            index = _scratch(ws, 'index', x.shape[1:], x)
+            index = scratch_buffer(ws, 'index', x.shape[1:], x)
             torch.add(digits[1], digits[0], alpha=nb, out=index)
             for m in range(2, num_models):
                 torch.add(digits[m], index, alpha=nb, out=index)
-        return _scratch(ws, 'long', x.shape[1:], x, torch.long).copy_(index)
+        return scratch_buffer(ws, 'long', x.shape[1:], x, torch.long).copy_(index)
     index = digits[0].long()
     for m in range(1, num_models):
         index = index.mul_(nb).add_(digits[m].long())
     return index
 
 
-def _scratch(ws: Dict[str, Tensor], key: str, shape: torch.Size, like: Tensor,
+def scratch_buffer(ws: Dict[str, Tensor], key: str, shape: torch.Size, like: Tensor,
              dtype: Optional[torch.dtype] = None) -> Tensor:
     """A tensor of ``shape`` from the workspace, reusing its storage when it is large enough."""
     dtype = dtype or like.dtype

@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import torch
 
 from basicsr.ensemble.base import DEFAULT_CHUNK_PIXELS, Ensembler, check_num_models, check_reference_set
-from basicsr.ensemble.bins import _scratch, bins_per_model, check_bin_width, joint_bin_index
+from basicsr.ensemble.bins import scratch_buffer, bins_per_model, check_bin_width, joint_bin_index
 from basicsr.ensemble.gmm_em import EM_FAILED, EM_RESET, fit_fixed_mean_gmm
 from basicsr.ensemble.lut_io import load_table, save_table
 from basicsr.utils.registry import ENSEMBLE_REGISTRY
@@ -247,7 +247,7 @@ class EnsIR(Ensembler):
         ws = self._workspace
         bins = joint_bin_index(x, self.bin_width, workspace=ws)  # (3, n)
         out = x.new_empty(x.shape[1:])
-        weight = _scratch(ws, 'weight', x.shape[2:], x)
+        weight = scratch_buffer(ws, 'weight', x.shape[2:], x)
         for c in range(3):
             # sum_m w[bin, c, m] * x_m, products added in model order like the official code (bit-identical)
             torch.index_select(table[c, 0], 0, bins[c], out=weight)
