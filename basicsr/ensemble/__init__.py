@@ -1,4 +1,9 @@
-"""Registry of training-free ensembling of several restorers' outputs."""
+"""Registry of training-free ensembling of several restorers' outputs.
+
+Registered: ``EnsIR`` (:mod:`basicsr.ensemble.ensir`), ``Average``, ``ZZPM``, ``Median``
+(:mod:`basicsr.ensemble.baselines`). Build from an ``ensemble:`` option block (load or fit a table) with
+:func:`basicsr.ensemble.runner.build_ensemble_from_opt`.
+"""
 from typing import Any, Dict
 
 from basicsr.utils.registry import ENSEMBLE_REGISTRY
