@@ -4,7 +4,8 @@
     python scripts/benchmark_archs.py --types 'SwinIR|Uformer' --size 128 128 --channels-last --compile
 
 Each type is built with the kwargs of its first official manifest (``--manifests``), or with ``--reduced``
-the small configuration of its parity vector (``--vectors``) when one exists, else the class defaults.
+a small configuration (its parity vector's, ``--vectors``, or the script's ``REDUCED`` table) when one
+exists; types with neither use the class defaults.
 Input: ``(batch, C, H, W)`` random in [0, 1], H and W rounded up to the network's ``size_multiple``.
 Times are the median of ``--repeat`` runs after one warm-up; forward in eval mode under ``no_grad``,
 forward+backward in train mode on the mean of the scored output. Peak memory: tensor bytes allocated
@@ -31,6 +32,11 @@ from basicsr.archs.outputs import main_output  # noqa: E402
 from basicsr.utils.model_stats import count_parameters, example_input, format_count, peak_memory  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
+# --reduced configurations of types that have no parity vector to borrow one from
+REDUCED = {
+    'SRResNet': {'num_feat': 16, 'num_block': 2, 'upscale': 1},
+    'Uformer': {'embed_dim': 8, 'depths': [1, 2, 2, 2, 2, 2, 2, 2, 1], 'modulator': True},
+}
 
 
 def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
@@ -45,7 +51,7 @@ def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
 
 def configurations(manifests: Path, vectors: Path, reduced: bool) -> Dict[str, Dict[str, Any]]:
     """``type -> kwargs``: the first manifest of each type, or (``reduced``) its parity vector's kwargs."""
-    configs: Dict[str, Dict[str, Any]] = {}
+    configs: Dict[str, Dict[str, Any]] = {k: dict(v) for k, v in REDUCED.items()} if reduced else {}
     if reduced and vectors.is_dir():
         for path in sorted(vectors.glob('*.pt')):
             vec = torch.load(path, map_location='cpu', weights_only=False)

@@ -139,6 +139,13 @@ def test_uformer_gray():
         assert net(_rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
 
 
+def test_uformer_conv_token_projection():
+    net = build_network({'type': 'Uformer', 'token_projection': 'conv', **TINY_UFORMER}).eval()
+    assert 'encoderlayer_0.blocks.0.attn.qkv.to_v.pointwise.weight' in net.state_dict()
+    with torch.no_grad():
+        assert net(_rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
 def test_uformer_rejects_size_not_multiple():
     net = build_network({'type': 'Uformer', **TINY_UFORMER})
     with pytest.raises(ValueError, match='multiples of 32'):

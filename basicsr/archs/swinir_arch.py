@@ -141,6 +141,10 @@ def _residual_conv(dim: int, kind: str) -> nn.Module:
     raise ValueError(f"resi_connection must be '1conv' or '3conv', got {kind!r}")
 
 
+def _conv_lrelu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, 1, 1), nn.LeakyReLU(inplace=True))
+
+
 def _to_tokens(x: Tensor) -> Tensor:
     return x.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
 
@@ -245,13 +249,13 @@ class SwinIR(nn.Module):
         self.conv_after_body = _residual_conv(embed_dim, resi_connection)
 
         if upsampler == 'pixelshuffle':
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = _conv_lrelu(embed_dim, num_feat)
             self.upsample = Upsample(upscale, num_feat)
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
         elif upsampler == 'pixelshuffledirect':
             self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
         elif upsampler == 'nearest+conv':
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = _conv_lrelu(embed_dim, num_feat)
             self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)

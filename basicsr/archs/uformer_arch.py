@@ -54,14 +54,49 @@ class LinearProjection(nn.Module):
         return q, k, v
 
 
+class SepConv2d(nn.Module):
+    """Depth-wise 3x3 conv, ReLU, point-wise 1x1 conv (both with bias)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, 1, 1, groups=in_channels)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pointwise(torch.relu(self.depthwise(x)))
+
+
+class ConvProjection(nn.Module):
+    """``token_projection='conv'``: queries, keys and values from separable convs over each square window.
+    Returns ``(B', heads, N, d)`` each. The official code passes ``qkv_bias`` where the dilation goes, which
+    older torch read as dilation 1 and torch 2 rejects; this is the dilation-1 network (equal to the official
+    one with that argument fixed)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.to_q = SepConv2d(dim, dim)
+        self.to_k = SepConv2d(dim, dim)
+        self.to_v = SepConv2d(dim, dim)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        b, n, c = x.shape
+        side = math.isqrt(n)
+        x = x.transpose(1, 2).reshape(b, c, side, side)
+        return tuple(proj(x).reshape(b, self.heads, c // self.heads, n).transpose(2, 3)
+                     for proj in (self.to_q, self.to_k, self.to_v))
+
+
 class WindowAttention(RelativePositionBias):
     """Window self-attention with relative position bias on ``(B*nW, N, C)`` window tokens."""
 
     def __init__(self, dim: int, win_size: Tuple[int, int], num_heads: int, qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+                 qk_scale: Optional[float] = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 token_projection: str = 'linear') -> None:
         super().__init__(win_size, num_heads)
         self.scale = qk_scale or (dim // num_heads) ** -0.5
-        self.qkv = LinearProjection(dim, num_heads, bias=qkv_bias)
+        self.qkv = (ConvProjection(dim, num_heads) if token_projection == 'conv'
+                    else LinearProjection(dim, num_heads, bias=qkv_bias))
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -114,8 +149,8 @@ class LeWinTransformerBlock(nn.Module):
 
     def __init__(self, dim: int, input_resolution: Size, num_heads: int, win_size: int = 8, shift_size: int = 0,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: Optional[float] = None, drop: float = 0.0,
-                 attn_drop: float = 0.0, drop_path: float = 0.0, token_mlp: str = 'leff', modulator: bool = False,
-                 cross_modulator: bool = False) -> None:
+                 attn_drop: float = 0.0, drop_path: float = 0.0, token_projection: str = 'linear',
+                 token_mlp: str = 'leff', modulator: bool = False, cross_modulator: bool = False) -> None:
         super().__init__()
         table_size = win_size * win_size  # the official tables use the configured window, before any shrinking
         if min(input_resolution) <= win_size:
@@ -135,7 +170,8 @@ class LeWinTransformerBlock(nn.Module):
         else:
             self.cross_modulator = None
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, (win_size, win_size), num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.attn = WindowAttention(dim, (win_size, win_size), num_heads, qkv_bias, qk_scale, attn_drop, drop,
+                                    token_projection)
         self.drop_path = drop_path_or_identity(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
@@ -168,14 +204,14 @@ class UformerStage(nn.Module):
 
     def __init__(self, dim: int, input_resolution: Size, depth: int, num_heads: int, win_size: int,
                  mlp_ratio: float, qkv_bias: bool, qk_scale: Optional[float], drop: float, attn_drop: float,
-                 drop_path: Sequence[float], use_checkpoint: bool, token_mlp: str, shift_flag: bool,
-                 modulator: bool = False, cross_modulator: bool = False) -> None:
+                 drop_path: Sequence[float], use_checkpoint: bool, token_projection: str, token_mlp: str,
+                 shift_flag: bool, modulator: bool = False, cross_modulator: bool = False) -> None:
         super().__init__()
         self.use_checkpoint = use_checkpoint
         self.blocks = nn.ModuleList(
             LeWinTransformerBlock(dim, input_resolution, num_heads, win_size,
                                   win_size // 2 if shift_flag and i % 2 else 0, mlp_ratio, qkv_bias, qk_scale, drop,
-                                  attn_drop, drop_path[i], token_mlp, modulator, cross_modulator)
+                                  attn_drop, drop_path[i], token_projection, token_mlp, modulator, cross_modulator)
             for i in range(depth))
 
     def forward(self, x: Tensor, size: Size) -> Tensor:
@@ -257,7 +293,8 @@ class Uformer(nn.Module):
     in_chans=3 (output channels), dd_in=3 (input channels), embed_dim=32, depths (9: 4 encoder levels,
     bottleneck, 4 decoder levels), num_heads (9), win_size=8, mlp_ratio=4, qkv_bias, qk_scale, drop_rate,
     attn_drop_rate, drop_path_rate=0.1, patch_norm (unused by the official network, accepted), use_checkpoint,
-    token_projection='linear', token_mlp='leff' ('mlp'/'ffn' for a plain MLP), shift_flag=True,
+    token_projection='linear' ('conv': separable-conv q/k/v), token_mlp='leff' ('mlp'/'ffn': plain MLP),
+    shift_flag=True,
     modulator=False, cross_modulator=False. ``upscale`` is accepted and ignored (MiOIR option files pass it).
     """
 
@@ -273,9 +310,8 @@ class Uformer(nn.Module):
         if len(depths) != 9 or len(num_heads) != 9:
             raise ValueError(f'Uformer needs 9 depths and 9 num_heads (4 encoder levels, bottleneck, 4 decoder '
                              f'levels), got {list(depths)} and {list(num_heads)}')
-        if token_projection != 'linear':
-            raise ValueError(f"Uformer token_projection must be 'linear' (the official 'conv' variant is not "
-                             f"implemented), got {token_projection!r}")
+        if token_projection not in ('linear', 'conv'):
+            raise ValueError(f"Uformer token_projection must be 'linear' or 'conv', got {token_projection!r}")
         if token_mlp not in _TOKEN_MLPS:
             raise ValueError(f'Uformer token_mlp must be one of {list(_TOKEN_MLPS)}, got {token_mlp!r}')
         # level l of the U runs at img_size / 2**l with embed_dim * 2**l channels (decoder: twice that, after concat)
@@ -293,7 +329,8 @@ class Uformer(nn.Module):
         def stage(i: int, level: int, rates: Sequence[float], decoder: bool) -> UformerStage:
             res = (img_size // 2 ** level, img_size // 2 ** level)
             return UformerStage(stage_dims[i], res, depths[i], num_heads[i], win_size, mlp_ratio, qkv_bias,
-                                qk_scale, drop_rate, attn_drop_rate, rates, use_checkpoint, token_mlp, shift_flag,
+                                qk_scale, drop_rate, attn_drop_rate, rates, use_checkpoint, token_projection,
+                                token_mlp, shift_flag,
                                 modulator and decoder, cross_modulator and decoder)
 
         self.input_proj = InputProj(dd_in, embed_dim)
