@@ -21,8 +21,8 @@ from torch import nn
 Tensor = torch.Tensor
 
 __all__ = ['default_init_weights', 'ResidualBlockNoBN', 'residual_stack', 'Upsample', 'UpsampleOneStep',
-           'DropPath', 'Mlp', 'window_partition', 'window_reverse', 'shifted_window_mask',
-           'RelativePositionBias', 'windowed_attention', 'trunc_normal_init']
+           'DropPath', 'drop_path_or_identity', 'Mlp', 'window_partition', 'window_reverse', 'shifted_window_mask',
+           'relative_position_index', 'RelativePositionBias', 'windowed_attention', 'trunc_normal_init']
 
 # value added to attention logits between tokens that a cyclic shift brought together (official constant)
 MASK_VALUE = -100.0
