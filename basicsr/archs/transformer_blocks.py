@@ -20,9 +20,8 @@ from torch import nn
 ConvFactory = Callable[..., nn.Module]
 
 __all__ = ['BiasFreeLayerNorm', 'WithBiasLayerNorm', 'LayerNorm', 'LAYER_NORM_TYPES', 'transposed_attention',
-           'Attention', 'FeedForward',
-           'TransformerBlock', 'transformer_stage', 'OverlapPatchEmbed', 'Downsample', 'Upsample', 'ConvFactory',
-           'check_heads']
+           'Attention', 'FeedForward', 'TransformerBlock', 'transformer_stage', 'OverlapPatchEmbed', 'Downsample',
+           'Upsample', 'ConvFactory', 'check_heads']
 
 _EPS = 1e-5  # the official variance epsilon
 
