@@ -88,3 +88,13 @@ def test_model_summary_table_lists_registered_manifests(capsys):
                         '--size', '16', '16']) == 0
     out = capsys.readouterr().out
     assert '| MSRResNet__x4 | MSRResNet | 1,517,571 |' in out
+
+
+def test_benchmark_script_prints_a_row_per_type(capsys):
+    spec = importlib.util.spec_from_file_location('benchmark_archs', ROOT / 'scripts' / 'benchmark_archs.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(['--types', '^SRResNet$', '--reduced', '--size', '16', '16', '--repeat', '1',
+                        '--channels-last']) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| SRResNet |')]
+    assert len(rows) == 1 and rows[0].count('|') == 9  # 8 cells: type .. fwd+bwd peak, channels-last time
