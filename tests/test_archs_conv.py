@@ -193,6 +193,15 @@ def test_nafssr_bad_train_size():
         build_network({'type': 'NAFSSR', **SMALL_SSR, 'train_size': [1, 3, 30, 90]})
     with pytest.raises(ValueError, match='fast_imp'):
         build_network({'type': 'NAFSSR', **SMALL_SSR, 'fast_imp': True})
+    with pytest.raises(ValueError, match='train_size'):
+        build_network({'type': 'NAFSSR', **SMALL_SSR, 'base_size': 48})
+
+
+def test_nafssr_base_size_sets_the_window():
+    tlc = pytest.importorskip('basicsr.inference.tlc')
+    net = build_network({'type': 'NAFSSR', 'up_scale': 2, 'width': 8, 'num_blks': 1, 'train_size': [1, 6, 8, 12],
+                         'base_size': [10, 20]})
+    assert {m.kernel_size for _, m in tlc.local_modules(net)} == {(10, 20)}
 
 
 def test_nafssr_drop_path_identity_in_eval_and_stochastic_in_training():

@@ -8,7 +8,7 @@ always TLC-converted (``train_size`` defaults to (1, 6, 30, 90)); here that conv
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -132,22 +132,26 @@ class NAFSSR(NAFNetSR):
         train_size: ``(N, 6, H, W)`` of the training crops; the channel-attention pooling becomes a local
             mean over ``1.5 x (H, W)`` windows (official default (1, 6, 30, 90)). ``None`` keeps global
             pooling (the unconverted network).
+        base_size: TLC window at the input resolution, int or (H, W); default 1.5 x the training H, W
+            (the official rule; the official class has no such argument).
         fast_imp: TLC's approximate (strided) box filter.
     The conversion adds no parameters: official checkpoints load strict either way.
     """
 
     def __init__(self, up_scale: int = 4, width: int = 48, num_blks: int = 16, drop_path_rate: float = 0.,
                  drop_out_rate: float = 0., fusion_from: int = -1, fusion_to: int = 1000,
-                 train_size: Optional[Sequence[int]] = (1, 6, 30, 90), fast_imp: bool = False) -> None:
+                 train_size: Optional[Sequence[int]] = (1, 6, 30, 90),
+                 base_size: Optional[Union[int, Sequence[int]]] = None, fast_imp: bool = False) -> None:
         super().__init__(up_scale=up_scale, width=width, num_blks=num_blks, img_channel=3,
                          drop_path_rate=drop_path_rate, drop_out_rate=drop_out_rate, fusion_from=fusion_from,
                          fusion_to=fusion_to, dual=True)
         if train_size is None:
-            if fast_imp:
-                raise ValueError('NAFSSR: fast_imp=True needs a train_size (the TLC window is 1.5 x its H, W)')
+            if fast_imp or base_size is not None:
+                raise ValueError('NAFSSR: fast_imp / base_size configure TLC, which needs a train_size '
+                                 '(e.g. [1, 6, 30, 90]); train_size=None keeps global pooling')
             return
-        if len(train_size) != 4 or train_size[1] != 6:
-            raise ValueError(f'NAFSSR: train_size must be [N, 6, H, W] (two RGB views), got {list(train_size)}')
-        # imported here: the TLC package is optional for building every other network
+        if not isinstance(train_size, (list, tuple)) or len(train_size) != 4 or train_size[1] != 6:
+            raise ValueError(f'NAFSSR: train_size must be [N, 6, H, W] (two RGB views), got {train_size!r}')
+        # imported here: the TLC package is needed only by networks that convert themselves
         from basicsr.inference.tlc import convert_local_
-        convert_local_(self, train_size=tuple(int(v) for v in train_size), fast_imp=fast_imp)
+        convert_local_(self, train_size=tuple(int(v) for v in train_size), base_size=base_size, fast_imp=fast_imp)
