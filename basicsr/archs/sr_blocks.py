@@ -234,4 +234,6 @@ def windowed_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Opti
         attn_bias = bias.unsqueeze(0)
     # the fused kernel computes softmax(scale * q k^T + attn_bias) v like the official step-by-step code
     # (equal to float rounding) and is faster on CPU
+    if attn_bias is not None:
+        attn_bias = attn_bias.to(q.dtype)  # fp32 bias/mask with half-precision activations (autocast)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout, scale=scale)
