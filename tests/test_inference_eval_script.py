@@ -36,7 +36,7 @@ def test_eval_script_reports_every_mode(tmp_path, capsys):
     (tmp_path / 'opt.yml').write_text(yaml.safe_dump({'network_g': arch, 'datasets': {'train': {'gt_size': 16}}}))
     script = _load_script()
     rows = script.main(['--opt', str(tmp_path / 'opt.yml'), '--weights', str(tmp_path / 'net.pth'),
-                        '--data', str(data), '--tile', '16', '--overlap', '8'])
+                        '--data', str(data), '--tile', '16', '--overlap', '8', '--in-process'])
     text = capsys.readouterr().out
     assert [r['mode'] for r in rows] == list(script.MODES)
     assert all(np.isfinite(r['psnr']) and 0 < r['ssim'] <= 1 and r['seconds_per_image'] > 0 for r in rows)
