@@ -45,7 +45,8 @@ class LossTerm(nn.Module):
             self.loss = build_loss(opt)
         except (ValueError, TypeError, FileNotFoundError) as exc:
             # e.g. a missing or wrong-shaped VGG weight file: say which loss block asked for it
-            raise type(exc)(f'train.{key} ({opt.get("type")}): {exc}') from exc
+            given = ', '.join(f'{k}={v!r}' for k, v in opt.items() if k != 'type')
+            raise type(exc)(f'train.{key} ({opt.get("type")}{", " + given if given else ""}): {exc}') from exc
 
     def _weights_message(self, specs: List[OutputSpec]) -> str:
         return (f'train.{self.key}.stage_weights has {len(self.stage_weights)} entries but the loss scores '

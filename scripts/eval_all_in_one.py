@@ -1,0 +1,119 @@
+"""Evaluate one model on every per-task test set of an option file; write one results table with a row per task.
+
+    python scripts/eval_all_in_one.py -opt options/test/AllInOne/PromptIR_3task.yml [--set key=value ...]
+
+Every ``datasets.*`` block is one row (its ``name``). The metric profile is ``val.profile`` unless the block
+sets ``metric_profile`` (DSRIR scores Rain100L on the Y channel, noise and haze on RGB). Inference follows
+``test:`` (e.g. ``center_crop_multiple: 16``, the PromptIR/DSRIR protocol that crops input and ground truth
+centrally to a multiple). Each row also scores the degraded input against the ground truth under the same
+crop and profile, so the table shows what the model adds. The last row averages the task rows (the papers'
+"average" column). Outputs under ``results/<name>/``: ``all_in_one.md`` (Markdown table), ``all_in_one.csv``,
+``metrics.json`` and per-image CSVs (as basicsr/test.py), restored images with ``val.save_img``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from basicsr.utils.options import OptionError, parse_options  # noqa: E402
+
+
+def task_settings(settings: Dict[str, Any], ds_opt: Dict[str, Any]) -> Dict[str, Any]:
+    """The evaluation settings of one test set: its ``metric_profile`` replaces the run's metrics."""
+    if ds_opt.get('metric_profile'):
+        out = {k: v for k, v in settings.items() if k != 'metrics'}
+        out['profile'] = ds_opt['metric_profile']
+        return out
+    return settings
+
+
+def format_table(rows: List[Dict[str, Any]], metrics: List[str]) -> str:
+    """Markdown table: task, images, profile, then model / input / gain per metric."""
+    head = ['task', 'images', 'profile'] + [f'{m} {kind}' for m in metrics for kind in ('model', 'input', 'gain')]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        cells = [r['task'], str(r['images']), r['profile']]
+        for m in metrics:
+            for kind in ('model', 'input', 'gain'):
+                v = r.get(f'{m}_{kind}')
+                cells.append('' if v is None else (f'{v:.2f}' if m == 'psnr' else f'{v:.4f}'))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv=None) -> List[Dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('-opt', '--opt', required=True, help='test option YAML file')
+    parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override options')
+    args = parser.parse_args(argv)
+    try:
+        opt = parse_options(args.opt, args.set, is_train=False)
+    except (OptionError, FileNotFoundError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        raise SystemExit(2)
+    from basicsr.data import build_dataset
+    from basicsr.engine.evaluator import evaluate, write_results
+    from basicsr.inference.pipeline import build_inference
+    from basicsr.metrics.profiles import profile_name
+    from basicsr.models import build_model
+    from basicsr.test import test_settings
+
+    out_root = Path(opt['path']['results_root'])
+    out_root.mkdir(parents=True, exist_ok=True)
+    settings = test_settings(opt)
+    model = build_model(opt)
+    pipeline = build_inference(model.inference_network(), settings, where='test')
+    identity = build_inference(nn.Identity(), {**settings, 'pad_multiple': None, 'tile': None, 'grids': None,
+                                               'tlc': None, 'self_ensemble': False}, where='test')
+    rows: List[Dict[str, Any]] = []
+    metrics: List[str] = []
+    for key, ds_opt in (opt.get('datasets') or {}).items():
+        dataset = build_dataset(ds_opt)
+        name = ds_opt.get('name', key)
+        task_opt = task_settings(settings, ds_opt)
+        start = time.time()
+        res = evaluate(pipeline, dataset, task_opt, model.device, save_dir=Path(opt['path']['visualization']) / name,
+                       save_img=task_opt.get('save_img', False), pbar=False, desc=name, scale=opt.get('scale', 1))
+        base = evaluate(identity, dataset, task_opt, model.device, pbar=False, desc=f'{name} input',
+                        scale=opt.get('scale', 1))
+        write_results(res, out_root, name, {'input_mean': base['mean'], 'seconds': round(time.time() - start, 2)})
+        row: Dict[str, Any] = {'task': name, 'images': len(res['images']),
+                               'profile': profile_name(task_opt.get('profile') or task_opt.get('metrics'))}
+        for m, v in res['mean'].items():
+            if m not in metrics:
+                metrics.append(m)
+            row[f'{m}_model'], row[f'{m}_input'] = v, base['mean'][m]
+            row[f'{m}_gain'] = v - base['mean'][m]
+        rows.append(row)
+        print(f"{name}: " + ', '.join(f"{m} {row[f'{m}_model']:.4f} (input {row[f'{m}_input']:.4f})"
+                                      for m in res['mean']), flush=True)
+    if len(rows) > 1:
+        avg: Dict[str, Any] = {'task': 'average', 'images': sum(r['images'] for r in rows), 'profile': '-'}
+        for m in metrics:
+            for kind in ('model', 'input', 'gain'):
+                vals = [r[f'{m}_{kind}'] for r in rows if f'{m}_{kind}' in r]
+                avg[f'{m}_{kind}'] = sum(vals) / len(vals)
+        rows.append(avg)
+    table = format_table(rows, metrics)
+    (out_root / 'all_in_one.md').write_text(f"# {opt['name']}\n\n{table}")
+    with open(out_root / 'all_in_one.csv', 'w', newline='') as fh:
+        fields = list(dict.fromkeys(k for r in rows for k in r)) or ['task']
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(r)
+    print(table, end='')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
