@@ -279,3 +279,13 @@ def test_patch_attention_keeps_the_training_cell_size():
         four.conv_du = pa.conv_du
         y = torch.rand(1, 8, 32, 48)  # 4 x 6 cells of the training size 8 x 8
         torch.testing.assert_close(local(y), four(y))
+
+
+def test_patch_attention_with_a_global_grid_is_kept_whole_without_extra():
+    from basicsr.archs.dsrir_arch import PatchAttention
+    pa = PatchAttention(8, 4, (1, 1)).eval()  # its AdaptiveAvgPool2d((1, 1)) feeds a per-cell gate
+    with pytest.warns(UserWarning, match='unchanged copy'):
+        local = to_local(nn.Sequential(pa), train_size=(1, 8, 16, 16))
+    x = torch.rand(1, 8, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(local(x), pa(x))

@@ -22,8 +22,9 @@ an approximation that the official code offers for speed.
 Converters are registered per module class in ``TLC_CONVERTER_REGISTRY`` under the class's qualified
 name (``'torch.nn.modules.pooling.AdaptiveAvgPool2d'``); the most specific class in a module's MRO
 wins. A converter takes ``(module, TLCSettings)`` and returns the local replacement, or ``None`` to
-leave the module alone (its children are then visited). Replacements keep the original parameter names,
-so a converted network loads the base network's ``state_dict``.
+leave the module alone (its children are then visited), or the module itself to keep it whole (its
+children are not visited). Replacements keep the original parameter names, so a converted network loads
+the base network's ``state_dict``.
 """
 from __future__ import annotations
 
@@ -265,7 +266,7 @@ def _swap_modules(module: nn.Module, settings: TLCSettings, prefix: str, done: L
         new = convert(child, settings) if convert is not None else None
         if new is None:
             _swap_modules(child, settings, path + '.', done)
-        else:
+        elif new is not child:  # a converter returning the module itself keeps it whole (no descent)
             setattr(module, name, new)
             done.append(path)
 
@@ -363,6 +364,10 @@ def to_local(net: nn.Module, train_size: Sequence[int] = (1, 3, 256, 256),
         memo = {id(t): t for t in list(net.parameters()) + list(net.buffers())}
     local = copy.deepcopy(net, memo)
     if not convert_local_(local, train_size, base_size, fast_imp, extra):
+        if local_modules(local):
+            warnings.warn(f'TLC: {type(net).__name__} is already converted; returning an unchanged copy',
+                          stacklevel=2)
+            return local
         warnings.warn(f'TLC: {type(net).__name__} has no layer with global statistics that a registered '
                       f'converter handles (registered: {", ".join(TLC_CONVERTER_REGISTRY.keys())}); '
                       f'returning an unchanged copy', stacklevel=2)

@@ -72,5 +72,6 @@ def convert_prompt_gen(module: nn.Module, settings: TLCSettings) -> Optional[nn.
 
 @TLC_CONVERTER_REGISTRY.register(name='basicsr.archs.dsrir_arch.PatchAttention')
 def convert_patch_attention(module: nn.Module, settings: TLCSettings) -> Optional[nn.Module]:
-    """DSRIR patch attention with a fixed cell size (``extra`` only)."""
-    return LocalPatchAttention(module, settings) if settings.extra else None
+    """DSRIR patch attention with a fixed cell size (``extra`` only). Otherwise the module is kept whole:
+    with a 1x1 grid its pooling is global, and its gate expects one value per cell."""
+    return LocalPatchAttention(module, settings) if settings.extra else module
