@@ -46,3 +46,11 @@ def test_baselines_accept_a_list_of_images_and_remember_m_after_fit():
     assert ens.num_models == 3
     with pytest.raises(ValueError, match='M = 3 .*M = 2'):
         ens.apply(x[:2])
+
+
+def test_cpu_thread_count_is_restored_after_apply():
+    before = torch.get_num_threads()
+    Average(cpu_threads=1).apply(torch.rand(2, 3, 4, 4))
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match='cpu_threads must be a positive number'):
+        Average(cpu_threads=0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from basicsr.ensemble.ensir import EnsIR
-from basicsr.ensemble.folders import load_reference_set
+from basicsr.ensemble.folders import list_names, load_reference_set
 from basicsr.ensemble.report import score
 
 DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'ensir_reference'
@@ -53,14 +53,15 @@ def test_official_tables_load_as_dense_normalised_tables(task):
 
 @pytest.mark.parametrize('task', sorted(SETS))
 def test_official_table_application_reproduces_the_official_output(task):
-    preds, _, _ = reference_set(task, names=None)
+    first = list_names(DATA / task / 'gt')[:1]
+    preds, _, _ = reference_set(task, names=first)
     x = preds[0][..., 100:164, 200:264]
     lut = torch.load(DATA / 'luts' / SETS[task][1], weights_only=True)
     expected = official_loop_apply(lut, x, 32)
     assert (official_table(task).apply(x) - expected).abs().max() <= 1e-3
 
 
-@pytest.mark.parametrize('task', sorted(SETS))
+@pytest.mark.parametrize('task', ['deraining', pytest.param('deblurring', marks=pytest.mark.slow)])
 def test_re_estimated_tables_match_the_official_tables(task):
     # the official estimate itself moves by up to 5e-3 with summation order (ensir.md section 10)
     preds, gts, _ = reference_set(task)

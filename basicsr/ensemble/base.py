@@ -5,7 +5,8 @@ outputs are float tensors on the EnsIR scale: RGB, values in [0, 255] (the offic
 8-bit images and multiplies by 255). Work is done in chunks of pixels so memory stays bounded for
 large images.
 """
-from typing import Any, Optional, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -14,6 +15,24 @@ PredStack = Union[Tensor, Sequence[Tensor]]
 
 # Pixels per chunk: with M = 5 models a chunk needs a few tens of MB of temporaries.
 DEFAULT_CHUNK_PIXELS = 1 << 20
+# Intra-op CPU threads for ensembling. The work is a sequence of cheap memory-bound passes; on the 2-core
+# test machine, under load, 2 threads made EnsIR fitting 10-20x and application ~20x slower than 1
+# thread (OpenMP synchronisation), as the official code's 20.5 s vs 2.0 s (ensir.md section 11.17).
+DEFAULT_CPU_THREADS = 1
+
+
+@contextmanager
+def cpu_threads(num_threads: Optional[int], device: torch.device) -> Iterator[None]:
+    """Run the block with ``num_threads`` intra-op threads on CPU (None or a CUDA device: unchanged)."""
+    if num_threads is None or device.type != 'cpu' or torch.get_num_threads() == num_threads:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def as_stack(preds: PredStack, what: str = 'preds') -> Tuple[Tensor, bool]:
@@ -70,10 +89,14 @@ class Ensembler:
     (M, 3, n) for a chunk of n pixels plus whatever :meth:`_prepare` computed from the whole image.
     """
 
-    def __init__(self, chunk_pixels: int = DEFAULT_CHUNK_PIXELS) -> None:
+    def __init__(self, chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
+                 cpu_threads: Optional[int] = DEFAULT_CPU_THREADS) -> None:
         if int(chunk_pixels) < 1:
             raise ValueError(f'chunk_pixels must be a positive number of pixels, got {chunk_pixels}')
+        if cpu_threads is not None and int(cpu_threads) < 1:
+            raise ValueError(f'cpu_threads must be a positive number or None (torch default), got {cpu_threads}')
         self.chunk_pixels = int(chunk_pixels)
+        self.cpu_threads = None if cpu_threads is None else int(cpu_threads)
         self.num_models: Optional[int] = None
 
     def fit(self, preds: Sequence[Tensor], gts: Sequence[Tensor]) -> 'Ensembler':
@@ -85,8 +108,12 @@ class Ensembler:
     def apply(self, preds: PredStack) -> Tensor:
         """Combine predictions (M, 3, H, W) -> (3, H, W), or (B, M, 3, H, W) -> (B, 3, H, W); [0, 255] scale."""
         x, single = as_stack(preds)
+        check_num_models(self.num_models, x.shape[1], type(self).__name__)
+        with cpu_threads(self.cpu_threads, x.device):
+            return self._apply_stack(x, single)
+
+    def _apply_stack(self, x: Tensor, single: bool) -> Tensor:
         b, m, c, h, w = x.shape
-        check_num_models(self.num_models, m, type(self).__name__)
         flat = x.reshape(b, m, c, h * w)
         outs = []
         for i in range(b):

@@ -3,11 +3,11 @@
 Same interface and value scale as :class:`basicsr.ensemble.ensir.EnsIR` ((M, 3, H, W) or
 (B, M, 3, H, W) float in [0, 255]); ``fit`` only checks the reference set and remembers M.
 """
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
-from basicsr.ensemble.base import DEFAULT_CHUNK_PIXELS, Ensembler
+from basicsr.ensemble.base import DEFAULT_CHUNK_PIXELS, DEFAULT_CPU_THREADS, Ensembler
 from basicsr.utils.registry import ENSEMBLE_REGISTRY
 
 Tensor = torch.Tensor
@@ -29,8 +29,9 @@ class ZZPM(Ensembler):
     (official EnsIR ``zzpm``, eps = 1e-3 on the [0, 255] scale), output ``sum_m w_m x_m``.
     """
 
-    def __init__(self, eps: float = 1e-3, chunk_pixels: int = DEFAULT_CHUNK_PIXELS) -> None:
-        super().__init__(chunk_pixels)
+    def __init__(self, eps: float = 1e-3, chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
+                 cpu_threads: Optional[int] = DEFAULT_CPU_THREADS) -> None:
+        super().__init__(chunk_pixels, cpu_threads)
         self.eps = float(eps)
 
     def _prepare(self, x: Tensor) -> Tensor:

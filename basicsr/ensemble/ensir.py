@@ -28,7 +28,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
-from basicsr.ensemble.base import DEFAULT_CHUNK_PIXELS, Ensembler, check_num_models, check_reference_set
+from basicsr.ensemble.base import (DEFAULT_CHUNK_PIXELS, DEFAULT_CPU_THREADS, Ensembler, check_num_models,
+                                   check_reference_set, cpu_threads)
 from basicsr.ensemble.bins import scratch_buffer, bins_per_model, check_bin_width, joint_bin_index
 from basicsr.ensemble.gmm_em import EM_FAILED, EM_RESET, fit_fixed_mean_gmm
 from basicsr.ensemble.lut_io import load_table, save_table
@@ -59,6 +60,8 @@ class EnsIR(Ensembler):
         max_steps: EM step cap; the official loop runs up to max_steps + 1 steps (official: 1000).
         tol: EM stops when the mean log-likelihood gains less than this (official: 1e-5).
         chunk_pixels: pixels processed at once by ``apply``.
+        cpu_threads: intra-op threads while fitting/applying on CPU (default 1, see
+            :data:`basicsr.ensemble.base.DEFAULT_CPU_THREADS`); None keeps torch's setting.
 
     Attributes:
         table: (nb**M, 3, M) float32 weights, row k = sum_m i_m * nb**(M-1-m); None before fit/load.
@@ -68,8 +71,8 @@ class EnsIR(Ensembler):
     def __init__(self, bin_width: int = 32, default_weight: Optional[Sequence[float]] = None,
                  empty_bins: str = 'previous', robust_em: bool = False, em_precision: str = 'float32',
                  min_samples: int = 100, max_steps: int = 1000, tol: float = 1e-5,
-                 chunk_pixels: int = DEFAULT_CHUNK_PIXELS) -> None:
-        super().__init__(chunk_pixels)
+                 chunk_pixels: int = DEFAULT_CHUNK_PIXELS, cpu_threads: Optional[int] = DEFAULT_CPU_THREADS) -> None:
+        super().__init__(chunk_pixels, cpu_threads)
         self.bin_width = check_bin_width(bin_width)
         self.default_weight = _check_default_weight(default_weight)
         if empty_bins not in EMPTY_BIN_RULES:
@@ -112,7 +115,11 @@ class EnsIR(Ensembler):
             gts: sequence of (3, H, W) float tensors, same sizes, same range.
         """
         num_models, _ = check_reference_set(preds, gts)
-        gts = [g if g.is_floating_point() else g.float() for g in gts]
+        with cpu_threads(self.cpu_threads, preds[0].device):
+            return self._fit(preds, [g if g.is_floating_point() else g.float() for g in gts], num_models)
+
+    def _fit(self, preds: Sequence[Tensor], gts: Sequence[Tensor], num_models: int) -> 'EnsIR':
+        """Two passes over the images for per-bin statistics, then one batched EM over all EM bins."""
         if self.default_weight is not None and len(self.default_weight) != num_models:
             raise ValueError(f'default_weight: expected {num_models} weights (one per model), got '
                              f'{len(self.default_weight)}: {self.default_weight}')
