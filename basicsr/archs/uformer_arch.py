@@ -36,6 +36,16 @@ __all__ = ['Uformer']
 _TOKEN_MLPS = ('leff', 'mlp', 'ffn')
 
 
+# Tokens (B, H*W, C) and maps (B, C, H, W) are converted as views in channels-last layout: convolutions
+# take channels-last input natively and return channels-last output, so no copy is made either way.
+def _tokens_to_map(x: Tensor, size: Size) -> Tensor:
+    return x.view(x.shape[0], size[0], size[1], x.shape[2]).permute(0, 3, 1, 2)
+
+
+def _map_to_tokens(x: Tensor) -> Tensor:
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
 class LinearProjection(nn.Module):
     """Queries from ``x``, keys and values from ``kv`` (default ``x``; a ``(M, C)`` table is shared by all
     windows). Returns ``q (B', heads, N, d)``, ``k, v (B', heads, M, d)``."""
@@ -138,10 +148,7 @@ class LeFF(nn.Module):
         self.linear2 = nn.Sequential(nn.Linear(hidden_dim, dim))
 
     def forward(self, x: Tensor, size: Size) -> Tensor:
-        b, n, _ = x.shape
-        x = self.linear1(x)
-        x = self.dwconv(x.transpose(1, 2).reshape(b, -1, *size))
-        return self.linear2(x.flatten(2).transpose(1, 2))
+        return self.linear2(_map_to_tokens(self.dwconv(_tokens_to_map(self.linear1(x), size))))
 
 
 class LeWinTransformerBlock(nn.Module):
@@ -227,10 +234,6 @@ class UformerStage(nn.Module):
         return x
 
 
-def _tokens_to_map(x: Tensor, size: Size) -> Tensor:
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *size)
-
-
 class TokenDownsample(nn.Module):
     """4x4 stride-2 conv on the token map: ``(B, H*W, C_in)`` -> ``(B, H/2*W/2, C_out)``."""
 
@@ -239,7 +242,7 @@ class TokenDownsample(nn.Module):
         self.conv = nn.Sequential(nn.Conv2d(in_channel, out_channel, kernel_size=4, stride=2, padding=1))
 
     def forward(self, x: Tensor, size: Size) -> Tensor:
-        return self.conv(_tokens_to_map(x, size)).flatten(2).transpose(1, 2)
+        return _map_to_tokens(self.conv(_tokens_to_map(x, size)))
 
 
 class TokenUpsample(nn.Module):
@@ -250,7 +253,7 @@ class TokenUpsample(nn.Module):
         self.deconv = nn.Sequential(nn.ConvTranspose2d(in_channel, out_channel, kernel_size=2, stride=2))
 
     def forward(self, x: Tensor, size: Size) -> Tensor:
-        return self.deconv(_tokens_to_map(x, size)).flatten(2).transpose(1, 2)
+        return _map_to_tokens(self.deconv(_tokens_to_map(x, size)))
 
 
 class InputProj(nn.Module):
@@ -261,7 +264,7 @@ class InputProj(nn.Module):
         self.proj = nn.Sequential(nn.Conv2d(in_channel, out_channel, 3, 1, 1), nn.LeakyReLU(inplace=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
+        return _map_to_tokens(self.proj(x))
 
 
 class OutputProj(nn.Module):
