@@ -70,7 +70,7 @@ def main() -> None:
             runs[name] += timed(lambda m=m: m.apply(x), 1)
 
     print(f'{args.set}: {len(names)} reference images {h}x{w}, M = {x.shape[0]}, bin width {args.bin_width}, '
-          f'device {args.device}, torch threads {torch.get_num_threads()}\n')
+          f'device {args.device}, CPU threads while ensembling {ens.cpu_threads}\n')
     print(f'fit (EnsIR estimation on the reference set): min {min(fit_times):.3f} s, median '
           f'{statistics.median(fit_times):.3f} s over {len(fit_times)} runs; bins {ens.fit_info}\n')
     # min is the best estimate of the undisturbed cost on a shared machine; median shows the spread

@@ -107,9 +107,10 @@ class Ensembler:
     @torch.no_grad()
     def apply(self, preds: PredStack) -> Tensor:
         """Combine predictions (M, 3, H, W) -> (3, H, W), or (B, M, 3, H, W) -> (B, 3, H, W); [0, 255] scale."""
-        x, single = as_stack(preds)
-        check_num_models(self.num_models, x.shape[1], type(self).__name__)
-        with cpu_threads(self.cpu_threads, x.device):
+        device = preds.device if isinstance(preds, Tensor) else preds[0].device
+        with cpu_threads(self.cpu_threads, device):  # the input checks reduce over the input too
+            x, single = as_stack(preds)
+            check_num_models(self.num_models, x.shape[1], type(self).__name__)
             return self._apply_stack(x, single)
 
     def _apply_stack(self, x: Tensor, single: bool) -> Tensor:

@@ -114,8 +114,9 @@ class EnsIR(Ensembler):
             preds: sequence over reference images of (M, 3, H, W) float tensors, RGB, [0, 255].
             gts: sequence of (3, H, W) float tensors, same sizes, same range.
         """
-        num_models, _ = check_reference_set(preds, gts)
-        with cpu_threads(self.cpu_threads, preds[0].device):
+        device = preds[0].device if len(preds) and isinstance(preds[0], Tensor) else torch.device('cpu')
+        with cpu_threads(self.cpu_threads, device):
+            num_models, _ = check_reference_set(preds, gts)
             return self._fit(preds, [g if g.is_floating_point() else g.float() for g in gts], num_models)
 
     def _fit(self, preds: Sequence[Tensor], gts: Sequence[Tensor], num_models: int) -> 'EnsIR':
