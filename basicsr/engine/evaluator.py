@@ -66,7 +66,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
         val_opt: the ``val``/``test`` option block (``metrics`` or ``profile``, ``save_comparison``,
             ``save_extra_outputs``).
     Returns:
-        ``{'mean': {metric: value}, 'images': [{'name', metric...}], 'metric_spec': str}``.
+        ``{'mean': {metric: value}, 'images': [{'name', metric...}], 'metric_spec': str,
+        'preview': (C, H, W) input | output | gt of the first image (rank 0)}``.
     """
     from basicsr.archs.outputs import NamedOutputs, main_output
     scorer = build_scorer(val_opt)
@@ -75,6 +76,7 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
     records: List[Dict[str, Any]] = []
     save_cmp = bool(val_opt.get('save_comparison', False))
     save_extra = bool(val_opt.get('save_extra_outputs', False))
+    preview: Optional[torch.Tensor] = None
     for idx in tqdm(indices, desc=desc, disable=not pbar or rank != 0, unit='img'):
         item = dataset[idx]
         lq = item['lq'].unsqueeze(0).to(device)
@@ -105,12 +107,15 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
                     if oname.startswith('var:'):  # log-variance: show as a normalised map
                         t = (t - t.min()) / (t.max() - t.min() + 1e-12)
                     write_image(save_dir / 'extra' / f"{stem}_{oname.replace(':', '')}.png", tensor2img(t))
+        if preview is None and rank == 0:
+            preview = side_by_side(item['lq'].float().cpu(), pred, gt)
         records.append(rec)
     gathered = [r for part in all_gather_objects(records) for r in part]
     gathered.sort(key=lambda r: r['index'])
     keys = [k for k in (gathered[0] if gathered else {}) if k not in ('name', 'index')]
     mean = {k: float(np.mean([r[k] for r in gathered])) for k in keys}
-    return {'mean': mean, 'images': gathered, 'metric_spec': getattr(scorer, 'description', 'none')}
+    return {'mean': mean, 'images': gathered, 'metric_spec': getattr(scorer, 'description', 'none'),
+            'preview': preview}
 
 
 def write_results(result: Dict[str, Any], folder: Path, dataset_name: str, extra: Optional[Dict] = None) -> None:

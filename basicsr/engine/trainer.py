@@ -218,5 +218,7 @@ class Trainer:
             if self.tb is not None:
                 self.tb.add_scalar(f'metrics/{name}/{metric}', value, self.iter)
         self.logger.info('\n'.join(msg))
+        if self.tb is not None and res.get('preview') is not None:
+            self.tb.add_image(f'val/{name}', res['preview'].clamp(0, 1), self.iter)
         write_results(res, Path(self.opt['path']['experiments_root']) / 'val_results', f'{name}_{self.iter:08d}')
 
