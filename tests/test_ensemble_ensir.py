@@ -202,3 +202,13 @@ def test_save_load_round_trip(tmp_path, official_format):
 def test_registry_builds_ensir_with_options():
     ens = build_ensembler({'type': 'EnsIR', 'bin_width': 64, 'empty_bins': 'prior'})
     assert isinstance(ens, EnsIR) and ens.num_bins == 4 and ens.empty_bins == 'prior'
+
+
+def test_float64_em_agrees_with_the_official_float32_em():
+    # em_precision only moves the float-noise-level stopping step, not the estimate
+    preds, gts = make_reference(3, n_images=2, size=32, seed=5)
+    single = EnsIR(bin_width=64).fit(preds, gts)
+    double = EnsIR(bin_width=64, em_precision='float64').fit(preds, gts)
+    assert (single.table - double.table).abs().max() < 1e-2
+    with pytest.raises(ValueError, match="em_precision: expected one of .*got 'half'"):
+        EnsIR(em_precision='half')
