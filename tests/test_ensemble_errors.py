@@ -135,3 +135,8 @@ def test_table_that_would_be_too_large():
     preds, gts = reference(num_models=7, size=8, n=1)
     with pytest.raises(ValueError, match=r'expected nb\*\*M <= 1048576 .*got 8\*\*7 = 2097152'):
         EnsIR(bin_width=32).fit(preds, gts)
+
+
+def test_empty_prediction_list_for_apply(fitted):
+    with pytest.raises(ValueError, match='expected a .* or M images, got an empty sequence'):
+        fitted.apply([])

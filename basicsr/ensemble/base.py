@@ -64,6 +64,12 @@ def as_stack(preds: PredStack, what: str = 'preds') -> Tuple[Tensor, bool]:
     return (preds.unsqueeze(0) if single else preds), single
 
 
+def device_of(preds: Union[PredStack, Sequence[Tensor]]) -> torch.device:
+    """Device of a prediction tensor or of the first tensor of a sequence (CPU when there is none)."""
+    first = preds if isinstance(preds, Tensor) else (preds[0] if len(preds) else None)
+    return first.device if isinstance(first, Tensor) else torch.device('cpu')
+
+
 def check_finite(x: Tensor, what: str) -> None:
     """Raise ValueError if ``x`` holds NaN (or infinite) values; they have no bin and no weight."""
     if bool(torch.isfinite(x.sum())):  # one cheap reduction; NaN and inf propagate into the sum
@@ -107,8 +113,7 @@ class Ensembler:
     @torch.no_grad()
     def apply(self, preds: PredStack) -> Tensor:
         """Combine predictions (M, 3, H, W) -> (3, H, W), or (B, M, 3, H, W) -> (B, 3, H, W); [0, 255] scale."""
-        device = preds.device if isinstance(preds, Tensor) else preds[0].device
-        with cpu_threads(self.cpu_threads, device):  # the input checks reduce over the input too
+        with cpu_threads(self.cpu_threads, device_of(preds)):  # the input checks reduce over the input too
             x, single = as_stack(preds)
             check_num_models(self.num_models, x.shape[1], type(self).__name__)
             return self._apply_stack(x, single)

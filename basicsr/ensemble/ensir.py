@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import torch
 
 from basicsr.ensemble.base import (DEFAULT_CHUNK_PIXELS, DEFAULT_CPU_THREADS, Ensembler, check_num_models,
-                                   check_reference_set, cpu_threads)
+                                   check_reference_set, cpu_threads, device_of)
 from basicsr.ensemble.bins import scratch_buffer, bins_per_model, check_bin_width, joint_bin_index
 from basicsr.ensemble.gmm_em import EM_FAILED, EM_RESET, fit_fixed_mean_gmm
 from basicsr.ensemble.lut_io import load_table, save_table
@@ -114,8 +114,7 @@ class EnsIR(Ensembler):
             preds: sequence over reference images of (M, 3, H, W) float tensors, RGB, [0, 255].
             gts: sequence of (3, H, W) float tensors, same sizes, same range.
         """
-        device = preds[0].device if len(preds) and isinstance(preds[0], Tensor) else torch.device('cpu')
-        with cpu_threads(self.cpu_threads, device):
+        with cpu_threads(self.cpu_threads, device_of(preds)):
             num_models, _ = check_reference_set(preds, gts)
             return self._fit(preds, [g if g.is_floating_point() else g.float() for g in gts], num_models)
 
