@@ -212,3 +212,15 @@ def test_float64_em_agrees_with_the_official_float32_em():
     assert (single.table - double.table).abs().max() < 1e-2
     with pytest.raises(ValueError, match="em_precision: expected one of .*got 'half'"):
         EnsIR(em_precision='half')
+
+
+def test_non_integer_ground_truth_runs_em_per_sample():
+    # ground truth that is not 8-bit valued is not histogrammed: the estimate equals per-sample EM
+    g = torch.Generator().manual_seed(7)
+    gt = 120 + 10 * torch.randn(3, 12, 12, generator=g)
+    preds = torch.stack([gt + 2 * torch.randn(3, 12, 12, generator=g), gt + 5 + torch.randn(3, 12, 12, generator=g)])
+    ens = EnsIR(bin_width=256, default_weight=[0.5, 0.5], em_precision='float64').fit([preds], [gt])
+    assert ens.fit_info['em'] == 3
+    for c in range(3):
+        expected, _ = em_reference(gt[c].reshape(-1), preds[:, c].reshape(2, -1), torch.tensor([0.5, 0.5]))
+        torch.testing.assert_close(ens.table[0, c], expected, atol=1e-5, rtol=0)
