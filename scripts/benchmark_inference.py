@@ -9,7 +9,7 @@
 Weights are random (the zero-initialised NAFNet residual scales are re-drawn so that every block acts);
 speed and memory do not depend on them.
 
-    python scripts/benchmark_inference.py [--width 16] [--threads 1] [--repeats 3] [--skip-whole-4k]
+    python scripts/benchmark_inference.py [--width 16] [--threads 1] [--repeats 3] [--skip-whole-4k | --skip-4k]
 """
 from __future__ import annotations
 
@@ -76,15 +76,18 @@ def test_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
     return (clean + torch.randn(clean.shape, generator=gen) * 25 / 255).clamp(0, 1)
 
 
-def time_forward(fn, x: torch.Tensor, repeats: int) -> float:
+def time_forwards(fns: List, x: torch.Tensor, repeats: int) -> List[float]:
+    """Median seconds per network; runs are interleaved so that load changes hit every network alike."""
+    times: List[List[float]] = [[] for _ in fns]
     with torch.no_grad():
-        fn(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+        for fn in fns:
             fn(x)
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        for _ in range(repeats):
+            for fn, t in zip(fns, times):
+                t0 = time.perf_counter()
+                fn(x)
+                t.append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
 
 
 def peak_rss_mb() -> float:
@@ -125,6 +128,7 @@ def main() -> None:
     parser.add_argument('--overlap', type=int, default=32)
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--skip-whole-4k', action='store_true', help='do not run the whole-image 4K reference')
+    parser.add_argument('--skip-4k', action='store_true', help='only the TLC overhead table')
     parser.add_argument('--run-4k', choices=['tiled', 'whole'], help=argparse.SUPPRESS)
     parser.add_argument('--out', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -136,15 +140,15 @@ def main() -> None:
 
     net = make_net(args.width)
     x = test_image(720, 1280)
-    plain = time_forward(net, x, args.repeats)
-    rows = [['NAFNet (global pooling)', f'{plain:.2f}', '1.00x']]
-    for label, fast in (('TLC exact', False), ('TLC fast_imp', True)):
-        local = to_local(net, train_size=(1, 3, 256, 256), fast_imp=fast)
-        seconds = time_forward(local, x, args.repeats)
-        rows.append([label, f'{seconds:.2f}', f'{seconds / plain:.2f}x'])
+    nets = [net] + [to_local(net, train_size=(1, 3, 256, 256), fast_imp=fast) for fast in (False, True)]
+    seconds = time_forwards(nets, x, args.repeats)
+    rows = [[label, f'{t:.2f}', f'{t / seconds[0]:.2f}x'] for label, t in
+            zip(('NAFNet (global pooling)', 'TLC exact', 'TLC fast_imp'), seconds)]
     print(f'TLC overhead, NAFNet width {args.width} (GoPro layout), 720x1280, CPU, {args.threads} thread(s), '
-          f'median of {args.repeats}')
+          f'median of {args.repeats} interleaved runs')
     print(table(rows, ['network', 'seconds', 'vs unconverted']))
+    if args.skip_4k:
+        return
 
     results, outputs = {}, {}
     modes = ['tiled'] + ([] if args.skip_whole_4k else ['whole'])

@@ -289,3 +289,9 @@ def test_patch_attention_with_a_global_grid_is_kept_whole_without_extra():
     x = torch.rand(1, 8, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(local(x), pa(x))
+
+
+def test_local_mean_is_differentiable():
+    x = torch.rand(1, 2, 12, 12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: local_mean(t, (5, 4))[0], (x,))
+    assert torch.autograd.gradcheck(lambda t: local_mean(t, (6, 6), True, (2, 2))[0], (x,))
