@@ -224,3 +224,14 @@ def test_non_integer_ground_truth_runs_em_per_sample():
     for c in range(3):
         expected, _ = em_reference(gt[c].reshape(-1), preds[:, c].reshape(2, -1), torch.tensor([0.5, 0.5]))
         torch.testing.assert_close(ens.table[0, c], expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.cuda
+def test_cuda_fit_and_apply_match_cpu():
+    preds, gts = make_reference(3)
+    cpu = EnsIR(bin_width=64).fit(preds, gts)
+    gpu = EnsIR(bin_width=64).fit([p.cuda() for p in preds], [g.cuda() for g in gts])
+    assert (gpu.table.cpu() - cpu.table).abs().max() < 1e-2
+    out = gpu.apply(preds[0].cuda())
+    assert out.is_cuda
+    torch.testing.assert_close(out.cpu(), gpu.apply(preds[0]), atol=1e-3, rtol=0)
