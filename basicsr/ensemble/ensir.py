@@ -206,7 +206,7 @@ class EnsIR(Ensembler):
 
     # ------------------------------------------------------------------ table
     def _set_table(self, table: Tensor) -> None:
-        self.table = table.float().contiguous()
+        self.table = table.float().cpu().contiguous()  # kept on CPU; per-device copies in _table_on
         self.num_models = int(table.shape[-1])
         self._device_tables = {}
 
