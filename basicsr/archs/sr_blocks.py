@@ -72,7 +72,9 @@ class ResidualBlockNoBN(nn.Module):
             default_init_weights([self.conv1, self.conv2], 0.1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
+        out = self.conv2(self.relu(self.conv1(x)))
+        # x * 1.0 == x exactly: skip the multiply (a full-tensor pass per block) in the common case
+        return x + out if self.res_scale == 1 else x + out * self.res_scale
 
 
 def residual_stack(num_block: int, num_feat: int) -> nn.Sequential:

@@ -86,8 +86,9 @@ class MSRResNet(ResNetSRBase):
         return feat
 
     def forward(self, x: Tensor) -> Tensor:
-        base = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
-        return self.residual(x) + base
+        out = self.residual(x)
+        out += F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
+        return out
 
 
 @ARCH_REGISTRY.register()
@@ -111,4 +112,6 @@ class SRResNet(ResNetSRBase):
         super().__init__(num_in_ch, num_out_ch, num_feat, num_block)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.residual(x) + x
+        out = self.residual(x)
+        out += x
+        return out
