@@ -105,53 +105,52 @@ def fit_fixed_mean_gmm(y: Tensor, count: Tensor, group: Tensor, mu: Tensor, var:
     mu, var, pi, n = mu[ids], var[ids], pi[ids], n[ids]
     log_lik = torch.full((ids.numel(), ), -math.inf, dtype=dtype, device=device)
     log_joint = _log_joint(y, group, pi, mu, var)
+    log_norm = torch.logsumexp(log_joint, dim=1, keepdim=True)
 
     step = 0
     while ids.numel() > 0:
         g = ids.numel()
-        # E-step: responsibilities as exp(log-joint - log-normaliser)
-        log_norm = torch.logsumexp(log_joint, dim=1, keepdim=True)
+        # E-step: responsibilities as exp(log-joint - log-normaliser), as gmm-torch computes them
         resp = torch.exp(log_joint - log_norm) * count[:, None]
         # M-step: weights and variances; the means stay fixed, the variance is centred on the
         # responsibility-weighted mean of the data (official behaviour)
-        s = _group_sum(resp, group, g)
-        centre = _group_sum(resp * y[:, None], group, g) / (s + eps)
-        d = y[:, None] - centre[group]
+        sums = _group_sum(torch.cat([resp, resp * y[:, None]], dim=1), group, g)
+        s = sums[:, :num_models]
+        d = y[:, None] - (sums[:, num_models:] / (s + eps))[group]
         new_var = _group_sum(resp * d * d, group, g) / s + eps
         new_pi = (s + eps) / n[:, None]
         if robust:
             new_var = torch.where(s > 0, new_var, var)
         step += 1
 
+        # score: mean log-likelihood under the new parameters; its log-joint is the next E-step's input
         failed = ~_valid_variance(new_var)
         new_log_joint = _log_joint(y, group, new_pi, mu, new_var)
-        new_lik = _group_sum(torch.logsumexp(new_log_joint, dim=1) * count, group, g) / n
+        new_log_norm = torch.logsumexp(new_log_joint, dim=1, keepdim=True)
+        new_lik = _group_sum(new_log_norm[:, 0] * count, group, g) / n
         reset = ~torch.isfinite(new_lik) & ~failed
-        gain = new_lik - log_lik
-        done = failed | reset | ~(gain >= tol) | (step > max_steps)
-
-        final_pi = new_pi.clone()
-        if robust:
-            final_pi[failed | reset] = pi[failed | reset]
-        else:
-            final_pi[failed] = init_pi[ids[failed]]
-            final_pi[reset] = 1.0 / num_models
-        done_ids = ids[done]
-        weights[done_ids] = final_pi[done]
-        steps[done_ids] = step
-        status[ids[failed]] = EM_FAILED
-        status[ids[reset & ~failed]] = EM_RESET
+        done = failed | reset | ~(new_lik - log_lik >= tol) | (step > max_steps)
 
         if bool(done.any()):
+            final_pi = new_pi[done]
+            if robust:
+                final_pi[(failed | reset)[done]] = pi[done][(failed | reset)[done]]
+            else:
+                final_pi[failed[done]] = init_pi[ids[done & failed]]
+                final_pi[reset[done]] = 1.0 / num_models
+            weights[ids[done]] = final_pi
+            steps[ids[done]] = step
+            status[ids[failed]] = EM_FAILED
+            status[ids[reset]] = EM_RESET
+
             keep = ~done
             remap = torch.full((g, ), -1, dtype=torch.long, device=device)
             remap[keep] = torch.arange(int(keep.sum()), device=device)
             keep_pt = keep[group]
             y, count, group = y[keep_pt], count[keep_pt], remap[group[keep_pt]]
-            new_log_joint = new_log_joint[keep_pt]
+            new_log_joint, new_log_norm = new_log_joint[keep_pt], new_log_norm[keep_pt]
             ids, mu, n = ids[keep], mu[keep], n[keep]
             new_pi, new_var, new_lik = new_pi[keep], new_var[keep], new_lik[keep]
-        # the next E-step needs the log-joint of the current parameters, which the score just computed
-        pi, var, log_lik, log_joint = new_pi, new_var, new_lik, new_log_joint
+        pi, var, log_lik, log_joint, log_norm = new_pi, new_var, new_lik, new_log_joint, new_log_norm
 
     return EMResult(weights.float(), status, steps)
