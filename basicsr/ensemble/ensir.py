@@ -21,6 +21,11 @@ Corrected behaviour is opt-in: ``empty_bins='prior'`` gives empty bins ``default
 instead of an arbitrary neighbour's weights; ``robust_em=True`` keeps EM running where the official code
 aborts (see :func:`basicsr.ensemble.gmm_em.fit_fixed_mean_gmm`); ``em_precision='float64'`` makes the
 stopping step (a 1e-5 threshold on a float32 mean log-likelihood) insensitive to summation order.
+
+Application is a gather: per sample the flat bin index, one ``index_select`` per (channel, model) from
+the dense table, and the weighted sum; output float [0, 255], not clipped or rounded (as the official
+code, whose output it reproduces bit for bit). Scratch buffers are reused between calls, because fresh
+large allocations (page faults) cost more than the arithmetic.
 """
 import inspect
 from pathlib import Path
@@ -64,7 +69,8 @@ class EnsIR(Ensembler):
             :data:`basicsr.ensemble.base.DEFAULT_CPU_THREADS`); None keeps torch's setting.
 
     Attributes:
-        table: (nb**M, 3, M) float32 weights, row k = sum_m i_m * nb**(M-1-m); None before fit/load.
+        table: (nb**M, 3, M) float32 CPU tensor of weights, row k = sum_m i_m * nb**(M-1-m) (i_m = bin of
+            model m), column c = channel R, G, B; None before fit/load.
         fit_info: counts of empty / small / EM / failed / reset bin-channels after ``fit``.
     """
 
