@@ -126,7 +126,8 @@ def report(per_image: Dict, profile: str, csv_path: Path) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('\n\n', 1)[1])
     sub = parser.add_subparsers(dest='command', required=True)
 
     p = sub.add_parser('fit', help='estimate an EnsIR table on a reference set')
