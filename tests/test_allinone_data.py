@@ -70,8 +70,9 @@ def _multi(r, **opt):
 
 # ---------------------------------------------------------------------------------------------- list pairs
 def test_promptir_rain_list_pairs_rainy_with_gt_by_rule(roots):
-    ds = build_dataset({'name': 'r', 'type': 'ListPairDataset', 'phase': 'val', 'dataroot_lq': str(roots['root'] / 'Derain'),
-                        'list_file': str(roots['lists'] / 'rain.txt'), 'gt_from_lq': RAIN_RULE})
+    ds = build_dataset({'name': 'r', 'type': 'ListPairDataset', 'phase': 'val',
+                        'dataroot_lq': str(roots['root'] / 'Derain'), 'list_file': str(roots['lists'] / 'rain.txt'),
+                        'gt_from_lq': RAIN_RULE})
     assert len(ds) == 3
     s = ds[1]
     assert s['lq_path'].endswith('rainy/rain-2.png') and s['gt_path'].endswith('gt/norain-2.png')
@@ -91,8 +92,9 @@ def test_dsrir_csv_synthesises_noise_for_rows_naming_one_file_and_keeps_repeats(
 
 
 def test_folder_scan_with_sots_rule(roots):
-    ds = build_dataset({'name': 's', 'type': 'ListPairDataset', 'phase': 'test', 'dataroot_lq': str(roots['test'] / 'input'),
-                        'dataroot_gt': str(roots['test'] / 'target'), 'gt_from_lq': ['^(\\d+)_[^/]*$', '\\1.png']})
+    ds = build_dataset({'name': 's', 'type': 'ListPairDataset', 'phase': 'test',
+                        'dataroot_lq': str(roots['test'] / 'input'), 'dataroot_gt': str(roots['test'] / 'target'),
+                        'gt_from_lq': ['^(\\d+)_[^/]*$', '\\1.png']})
     assert len(ds) == 1 and ds[0]['gt_path'].endswith('target/0007.png')
 
 
@@ -176,7 +178,8 @@ def test_a_task_with_no_samples_names_the_task(roots, tmp_path):
     tasks[1] = {**_tasks(roots)[1], 'list_file': str(roots['lists'] / 'empty.txt')}
     with pytest.raises(DataError, match=r"tasks\[1\] \(derain\).*empty.txt' names no images"):
         _multi(roots, tasks=tasks)
-    with pytest.raises(DataError, match=r"tasks\[0\] \(denoise\).repeat' must be a positive integer.*got 0.*no samples"):
+    with pytest.raises(DataError, match=r"tasks\[0\] \(denoise\).repeat' must be a positive integer.*got 0.*"
+                                        r"no samples"):
         _multi(roots, tasks=[{**_tasks(roots)[0], 'repeat': 0}])
 
 
@@ -188,7 +191,8 @@ def test_a_label_outside_the_networks_task_prompts_is_rejected(roots):
 
 
 def test_task_blocks_are_checked_like_dataset_blocks(roots):
-    with pytest.raises(DataError, match=r"unknown option 'tasks\[1\] \(derain\).gt_from_lqq'; did you mean 'gt_from_lq'"):
+    with pytest.raises(DataError, match=r"unknown option 'tasks\[1\] \(derain\).gt_from_lqq'; "
+                                        r"did you mean 'gt_from_lq'"):
         _multi(roots, tasks=[_tasks(roots)[0], {**_tasks(roots)[1], 'gt_from_lqq': RAIN_RULE}])
     with pytest.raises(DataError, match=r"'tasks\[0\] \(denoise\).batch_size_per_gpu' belongs to the multi-task block"):
         _multi(roots, tasks=[{**_tasks(roots)[0], 'batch_size_per_gpu': 2}])

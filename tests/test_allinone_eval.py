@@ -35,9 +35,11 @@ def option_file(tmp_path):
     opt = {
         'name': 'tiny_allinone_eval', 'num_gpu': 0,
         'datasets': {
-            'test_noise': {'name': 'noise25', 'type': 'SyntheticDegradationDataset', 'dataroot_gt': str(tmp_path / 'clean'),
+            'test_noise': {'name': 'noise25', 'type': 'SyntheticDegradationDataset',
+                           'dataroot_gt': str(tmp_path / 'clean'),
                            'degradation': {'type': 'GaussianNoise', 'sigma': 25, 'quantize': 'floor'}},
-            'test_rain': {'name': 'rain', 'type': 'PairedImageDataset', 'dataroot_gt': str(tmp_path / 'rain' / 'target'),
+            'test_rain': {'name': 'rain', 'type': 'PairedImageDataset',
+                          'dataroot_gt': str(tmp_path / 'rain' / 'target'),
                           'dataroot_lq': str(tmp_path / 'rain' / 'input'), 'metric_profile': 'dsrir_y'},
         },
         'network_g': {'type': 'DSRIR', 'sn1_feats': 8, 'sn2_feats': 8, 'sn3_feats': 8, 'feats_step1': 8,
