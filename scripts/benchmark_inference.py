@@ -1,6 +1,6 @@
 """Benchmark the inference wrappers on CPU and print a table (not a test; takes a few minutes).
 
-1. TLC overhead: forward time of a NAFNet (GoPro layout, small width) on a 720x1280 image, unconverted
+1. TLC overhead: forward CPU time of a NAFNet (GoPro layout, small width) on a 720x1280 image, unconverted
    vs ``to_local`` exact vs ``to_local`` fast_imp (median of ``--repeats`` runs after one warm-up).
 2. Tiled 4K: a 2160x3840 image (a mosaic of CBSD68 images with sigma-25 noise) restored tile by tile;
    peak resident memory of a fresh process (``ru_maxrss``) and the part added while the pipeline ran
@@ -79,16 +79,17 @@ def test_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 
 def time_forwards(fns: List, x: torch.Tensor, repeats: int) -> List[float]:
-    """Median seconds per network; runs are interleaved so that load changes hit every network alike."""
+    """Median CPU seconds (``time.process_time``) per network, runs interleaved. CPU time, unlike wall time,
+    hardly depends on other processes competing for the cores (with one thread it is the work done)."""
     times: List[List[float]] = [[] for _ in fns]
     with torch.no_grad():
         for fn in fns:
             fn(x)
         for _ in range(repeats):
             for fn, t in zip(fns, times):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 fn(x)
-                t.append(time.perf_counter() - t0)
+                t.append(time.process_time() - t0)
     return [float(np.median(t)) for t in times]
 
 
@@ -104,9 +105,9 @@ def run_4k(mode: str, width: int, out_path: str, tile: int, overlap: int, batch:
     opt = {'tile': {'size': tile, 'overlap': overlap, 'batch': batch}} if mode == 'tiled' else {}
     pipe = build_inference(net, opt)
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = pipe(x)
-        seconds = time.perf_counter() - t0
+        seconds = time.process_time() - t0
     torch.save(out, out_path)
     return {'seconds': seconds, 'peak_rss_mb': peak_rss_mb(), 'rss_before_mb': mem.start, 'rss_added_mb': mem.added}
 
@@ -149,7 +150,7 @@ def main() -> None:
             zip(('NAFNet (global pooling)', 'TLC exact', 'TLC fast_imp'), seconds)]
     print(f'TLC overhead, NAFNet width {args.width} (GoPro layout), 720x1280, CPU, {args.threads} thread(s), '
           f'median of {args.repeats} interleaved runs')
-    print(table(rows, ['network', 'seconds', 'vs unconverted']))
+    print(table(rows, ['network', 'CPU seconds', 'vs unconverted']))
     if args.skip_4k:
         return
 
@@ -179,7 +180,7 @@ def main() -> None:
                          quality])
     print(f'\n4K (2160x3840) inference, NAFNet width {args.width}, CPU; peak RSS of a fresh process and the '
           f'part added during inference (sampled; the 4K output alone is ~100 MB)')
-    print(table(rows, ['mode', 'seconds', 'peak RSS MB', 'added during inference MB', 'PSNR vs whole (dB)']))
+    print(table(rows, ['mode', 'CPU seconds', 'peak RSS MB', 'added during inference MB', 'PSNR vs whole (dB)']))
 
 
 if __name__ == '__main__':
