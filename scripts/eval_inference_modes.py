@@ -1,7 +1,7 @@
 """Compare inference modes of one trained model on a noisy test set and print a Markdown table.
 
 Modes: plain (whole image), TLC, TLC fast_imp, grids (training-size crops averaged) and tiled; each
-row gives mean PSNR / SSIM (a metric profile, default ``basicsr_rgb``), seconds per image and the peak
+row gives mean PSNR / SSIM (a metric profile, default ``basicsr_rgb``), CPU seconds per image and the peak
 resident memory added while the mode ran (sampled every 5 ms from /proc/self/statm; each mode runs in a
 fresh process unless ``--in-process``).
 
@@ -81,16 +81,17 @@ def mode_options(mode: str, train: int, tile: int, overlap: int, pad_multiple: A
 
 
 class Timed:
-    """Wraps a pipeline and accumulates the seconds spent in it."""
+    """Wraps a pipeline and accumulates the CPU seconds spent in it (``time.process_time``: unlike wall
+    time, it hardly changes when other processes compete for the cores)."""
 
     def __init__(self, pipeline: Any) -> None:
         self.pipeline, self.seconds = pipeline, 0.0
         self.crop_target = pipeline.crop_target
 
     def __call__(self, lq: torch.Tensor) -> torch.Tensor:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = self.pipeline(lq)
-        self.seconds += time.perf_counter() - t0
+        self.seconds += time.process_time() - t0
         return out
 
 
@@ -107,7 +108,7 @@ def run(net: torch.nn.Module, dataset: Any, modes: List[str], train: int, tile: 
 
 
 def markdown(rows: List[Dict[str, Any]]) -> str:
-    lines = ['| mode | PSNR (dB) | SSIM | s / image | peak RSS added (MB) |', '|---|---|---|---|---|']
+    lines = ['| mode | PSNR (dB) | SSIM | CPU s / image | peak RSS added (MB) |', '|---|---|---|---|---|']
     for r in rows:
         lines.append(f"| {r['mode']} | {r.get('psnr', float('nan')):.3f} | {r.get('ssim', float('nan')):.4f} | "
                      f"{r['seconds_per_image']:.2f} | {r['peak_rss_added_mb']:.0f} |")
