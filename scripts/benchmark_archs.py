@@ -49,6 +49,15 @@ def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
+def _set_memory_format(net: torch.nn.Module, memory_format: torch.memory_format) -> None:
+    """Like ``net.to(memory_format=...)`` but only for 4-D tensors (``Module.to`` refuses networks that
+    also hold 5-D parameters, e.g. PromptIR's prompts)."""
+    with torch.no_grad():
+        for tensor in list(net.parameters()) + list(net.buffers()):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=memory_format)
+
+
 def configurations(manifests: Path, vectors: Path, reduced: bool) -> Dict[str, Dict[str, Any]]:
     """``type -> kwargs``: the first manifest of each type, or (``reduced``) its parity vector's kwargs."""
     configs: Dict[str, Dict[str, Any]] = {k: dict(v) for k, v in REDUCED.items()} if reduced else {}
@@ -87,10 +96,10 @@ def benchmark(opt: Dict[str, Any], size: List[int], batch: int, repeat: int, cha
     net.zero_grad(set_to_none=True)
     net.eval()
     if channels_last:
-        cl_net = net.to(memory_format=torch.channels_last)
+        _set_memory_format(net, torch.channels_last)
         cl_x = x.contiguous(memory_format=torch.channels_last)
-        row['fwd_cl'] = _median_seconds(lambda: forward(cl_net, cl_x), repeat)
-        net.to(memory_format=torch.contiguous_format)
+        row['fwd_cl'] = _median_seconds(lambda: forward(net, cl_x), repeat)
+        _set_memory_format(net, torch.contiguous_format)
     if compile_:
         try:
             compiled = torch.compile(net)
