@@ -17,8 +17,9 @@ def conv_net(layers: int, scale: int = 1) -> nn.Module:
     return nn.Sequential(*body, *head).eval()
 
 
-@pytest.mark.parametrize('layers, overlap, blend', [(3, 16, None), (4, 16, None), (7, 16, 1)])
+@pytest.mark.parametrize('layers, overlap, blend', [(3, 16, None), (7, 16, None), (3, 9, None), (4, 10, None), (3, 16, 8)])
 def test_tiled_equals_whole_image_for_receptive_field_inside_the_margin(layers, overlap, blend):
+    # receptive field 2 * layers + 1 < overlap: exact with the default blend; blend 8 leaves margin 4 >= 3
     net = conv_net(layers)
     x = torch.rand(1, 3, 52, 75)
     with torch.no_grad():

@@ -10,7 +10,7 @@ Options (the ``val:`` / ``test:`` sections; other keys of those sections are ign
 
     pad_multiple: auto         # int, 'auto' (the network's size_multiple) or null; alias window_size
     center_crop_multiple: 16   # PromptIR/DSRIR protocol: crop input (and, via crop_target, GT) centrally
-    tile: {size: 256, overlap: 32, batch: 4, blend: 8}
+    tile: {size: 256, overlap: 32, batch: 4, blend: 2}
     grids: {crop_size: 256, batch: 1}   # or grids: true with crop_size: 256 beside it (HINet files)
     self_ensemble: true
     tlc: {train_size: [1, 3, 256, 256], base_size: null, fast_imp: false, extra: false}
@@ -67,7 +67,7 @@ class InferencePipeline:
     Args:
         net: the network (in eval mode; the pipeline does not change its mode).
         pad_multiple: int, ``'auto'`` or None (no padding; sizes must then suit the network).
-        tile: ``{size, overlap=32, batch=1, blend=overlap//4}`` or None.
+        tile: ``{size, overlap=32, batch=1, blend=2}`` or None (see :mod:`basicsr.inference.tiling`).
         grids: ``{crop_size, batch=1}`` or None.
         self_ensemble: average over the 8 flips/rotations.
         tlc: ``{train_size, base_size, fast_imp, extra}`` (``{}`` or True: the defaults) or None/False.

@@ -9,9 +9,10 @@ The weights are separable (row ramp x column ramp).
 
 Exactness: pixels closer than ``margin`` to a tile's inner edge get weight 0, so for a network whose
 receptive-field radius is at most ``margin`` (a purely convolutional net), the tiled output equals the
-whole-image output up to float rounding. ``blend = 1`` gives the largest margin (exact for any receptive
-field smaller than the overlap); the default ``overlap // 4`` trades some of it for a smoother seam
-for networks with global operators.
+whole-image output up to float rounding. The default ``blend = 2`` (a two-pixel cross-fade in the middle
+of the overlap) keeps that true for every receptive field smaller than the overlap; a wider ``blend``
+gives a softer seam for networks with global operators (whose tiles disagree) and stays exact for
+receptive-field radii up to ``(overlap - blend) // 2``.
 
 Memory: the input, the output and a (1, 1, H, W) weight sum live on the input's device; tiles go to
 the network's device one batch at a time, so the network never sees more than ``batch`` tiles.
@@ -41,7 +42,7 @@ def check_tile_options(size: int, overlap: int, multiple: int = 1, blend: Option
         raise ValueError(f'{where}.size - {where}.overlap ({size - overlap}) must be at least the network size '
                          f'multiple {multiple} so that tiles advance')
     if blend is None:
-        blend = max(1, overlap // 4)
+        blend = max(1, min(2, overlap))
     if not isinstance(blend, int) or blend < 1 or (overlap and blend > overlap):
         raise ValueError(f'{where}.blend must be an int in [1, overlap={overlap}], got {blend!r}')
     return blend
@@ -90,7 +91,7 @@ def tile_forward(fn: Callable[[Tensor], Tensor], x: Tensor, size: int, overlap: 
         size / overlap: tile side and minimum overlap in input pixels.
         batch: tiles per call of ``fn`` (each image of a batch counts: a call gets ``batch * B`` images).
         multiple: the network's size multiple (tile size and stride are kept on it).
-        blend: ramp width (default ``max(1, overlap // 4)``), see the module notes.
+        blend: ramp width (default 2), see the module notes.
         device: where ``fn`` runs (tiles are moved there); default ``x.device``.
     Returns (B, C', H * s, W * s) on ``x``'s device, float32 unless ``fn`` returns another float type.
     """
