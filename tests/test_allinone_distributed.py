@@ -1,5 +1,6 @@
 """The small DSRIR all-in-one recipe (multi-task CSV data, three stage outputs with log-variance maps, per-epoch
-schedule) trains identically on two gloo processes and on one process with the same global batch."""
+schedule, progressive stages) resumes exactly, and trains identically on two gloo processes and on one process
+with the same global batch."""
 from pathlib import Path
 
 import cv2
@@ -31,11 +32,14 @@ def _make_root(root: Path) -> Path:
     return root
 
 
-def _options(tmp: Path, name: str, batch: int, total_iter: int) -> Path:
+def _options(tmp: Path, name: str, batch: int, total_iter: int, progressive: bool = False) -> Path:
     opt = load_with_bases(RECIPE)
     train = opt['datasets']['train']
-    for key in ('mini_batch_sizes', 'gt_sizes', 'iters'):
-        train.pop(key)  # the progressive hook's subsampling draws per rank; the stages themselves are tested elsewhere
+    if progressive:  # two short stages: 4 patches of 24 px, then 2 of 32 px
+        train.update(mini_batch_sizes=[4, 2], gt_sizes=[24, 32], iters=[2, 2])
+    else:  # the progressive hook's subsampling draws per rank, so a 2-rank run would pick other patches
+        for key in ('mini_batch_sizes', 'gt_sizes', 'iters'):
+            train.pop(key)
     task = train['tasks'][0]
     task['dataroot_lq'] = str(tmp / 'data')
     task['list_file'] = str(tmp / 'data' / 'all.csv')
@@ -48,6 +52,22 @@ def _options(tmp: Path, name: str, batch: int, total_iter: int) -> Path:
     path = tmp / f'{name}.yml'
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     return path
+
+
+@pytest.mark.slow
+def test_progressive_multitask_run_resumes_exactly(tmp_path):
+    from basicsr.engine.trainer import Trainer
+    from basicsr.utils.options import parse_options
+    _make_root(tmp_path / 'data')
+    straight = _options(tmp_path, 'straight', batch=4, total_iter=4, progressive=True)
+    Trainer(parse_options(straight)).train()
+    split = _options(tmp_path, 'split', batch=4, total_iter=4, progressive=True)
+    Trainer(parse_options(split, ['train.total_iter=3'])).train()
+    Trainer(parse_options(split)).train()  # resumes at iteration 3, inside the second stage
+    for key in ('l_uncertainty', 'l_psnr'):
+        ref = read_losses(tmp_path / 'experiments' / 'straight', key)
+        assert sorted(ref) == [1, 2, 3, 4]
+        assert read_losses(tmp_path / 'experiments' / 'split', key) == ref
 
 
 @pytest.mark.slow
