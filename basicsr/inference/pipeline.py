@@ -90,7 +90,7 @@ class InferencePipeline:
                 raise InferenceOptionError(f'{where}.pad_multiple ({pad_multiple}) must be a multiple of the '
                                            f'{type(base).__name__} size multiple {net_multiple} (or use auto)')
         self.pad_multiple = pad_multiple
-        multiple = pad_multiple or net_multiple
+        self.multiple = multiple = pad_multiple or net_multiple  # tiles and crops stay on this grid
         self.center_crop_multiple = (None if center_crop_multiple is None
                                      else _positive_int(center_crop_multiple, f'{where}.center_crop_multiple'))
         if tile is not None and grids is not None:
@@ -174,7 +174,7 @@ class InferencePipeline:
             x = pad_to_multiple(lq, self.pad_multiple, 'inference padding')[0] if self.pad_multiple else lq
             if self.tile is not None:
                 device = next(iter(self.net.parameters()), lq).device
-                out = tile_forward(self._ensembled, x, multiple=self.pad_multiple or 1, device=device,
+                out = tile_forward(self._ensembled, x, multiple=self.multiple, device=device,
                                    **self.tile)
             elif self.grids is not None:
                 out = grids_forward(self._ensembled, x, self.grids['crop_size'], batch=self.grids['batch'])
