@@ -3,7 +3,9 @@
 For every dataset in ``datasets`` writes ``results/<name>/``: restored images under
 ``visualization/<dataset>/``, ``metrics.json`` (means + the metric profile used), ``<dataset>_per_image.csv``
 and, with ``val.save_comparison``/``test.save_comparison``, side-by-side ``input | output | gt`` images.
-Inference goes through the pipeline configured by ``test:`` (padding, tiling, self-ensemble, TLC).
+Inference goes through the pipeline configured by ``test:`` (padding, tiling, self-ensemble, TLC); with an
+``ensemble:`` block, each base model runs its own pipeline and the ensembler (EnsIR, average, ZZPM, median)
+fuses them (see :mod:`basicsr.ensemble.pipeline`), and every base model is scored beside the ensemble.
 """
 from __future__ import annotations
 
@@ -51,16 +53,22 @@ def main(argv=None) -> dict:
         dump_options(opt, out_root / 'options_resolved.yml')
     logger = get_logger(out_root / f"test_{opt['name']}_{time.strftime('%Y%m%d_%H%M%S')}.log", rank)
     settings = test_settings(opt)
-    model = build_model(opt)
-    net = model.inference_network()
-    pipeline = build_inference(net, settings, where='test')
+    if opt.get('ensemble'):
+        from basicsr.ensemble.pipeline import build_ensemble_pipeline
+        from basicsr.models.image_restoration_model import select_device
+        device = select_device(opt)
+        pipeline = build_ensemble_pipeline(opt['ensemble'], device)
+    else:
+        model = build_model(opt)
+        device = model.device
+        pipeline = build_inference(model.inference_network(), settings, where='test')
     summary = {}
     try:
         for key, ds_opt in (opt.get('datasets') or {}).items():
             dataset = build_dataset(ds_opt)
             name = ds_opt.get('name', key)
             start = time.time()
-            res = evaluate(pipeline, dataset, settings, model.device,
+            res = evaluate(pipeline, dataset, settings, device,
                            save_dir=Path(opt['path']['visualization']) / name,
                            save_img=settings.get('save_img', True), suffix=settings.get('suffix'),
                            pbar=settings.get('pbar', True), desc=f'test {name}',

@@ -80,7 +80,7 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
     for idx in tqdm(indices, desc=desc, disable=not pbar or rank != 0, unit='img'):
         item = dataset[idx]
         lq = item['lq'].unsqueeze(0).to(device)
-        out = pipeline(lq)
+        out = pipeline(lq, item) if getattr(pipeline, 'takes_item', False) else pipeline(lq)
         pred = main_output(out).clamp(0, 1).float().cpu()[0]
         name = Path(item.get('lq_path') or item.get('gt_path') or f'{idx:05d}').stem
         rec: Dict[str, Any] = {'name': name, 'index': idx}
@@ -93,6 +93,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
                 raise ValueError(f"{item.get('gt_path', name)}: ground truth is {tuple(gt.shape)} but the "
                                  f'output is {tuple(pred.shape)}; check scale and crops')
             rec.update(scorer(pred, gt))
+            for mname, mout in zip(getattr(pipeline, 'member_names', []), getattr(pipeline, 'member_outputs', [])):
+                rec.update({f'{k}@{mname}': v for k, v in scorer(mout, gt).items()})
         if save_dir is not None and save_img:
             stem = f'{name}_{suffix}' if suffix else name
             write_image(save_dir / f'{stem}.png', tensor2img(pred))
