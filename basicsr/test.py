@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
         raise SystemExit(2)
     init_dist_from_env(opt['dist_params'].get('backend'))
     from basicsr.data import build_dataset
-    from basicsr.engine.evaluator import evaluate, write_results
+    from basicsr.engine.evaluator import evaluate, settings_for_dataset, write_results
     from basicsr.inference.pipeline import build_inference
     from basicsr.models import build_model
     from basicsr.utils.logger import get_logger
@@ -68,10 +68,11 @@ def main(argv=None) -> dict:
             dataset = build_dataset(ds_opt)
             name = ds_opt.get('name', key)
             start = time.time()
-            res = evaluate(pipeline, dataset, settings, device,
+            ds_settings = settings_for_dataset(settings, ds_opt)
+            res = evaluate(pipeline, dataset, ds_settings, device,
                            save_dir=Path(opt['path']['visualization']) / name,
-                           save_img=settings.get('save_img', True), suffix=settings.get('suffix'),
-                           pbar=settings.get('pbar', True), desc=f'test {name}',
+                           save_img=ds_settings.get('save_img', True), suffix=ds_settings.get('suffix'),
+                           pbar=ds_settings.get('pbar', True), desc=f'test {name}',
                            scale=opt.get('scale', 1))
             elapsed = time.time() - start
             summary[name] = res['mean']

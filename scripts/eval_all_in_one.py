@@ -24,16 +24,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from basicsr.engine.evaluator import settings_for_dataset  # noqa: E402
 from basicsr.utils.options import OptionError, parse_options  # noqa: E402
-
-
-def task_settings(settings: Dict[str, Any], ds_opt: Dict[str, Any]) -> Dict[str, Any]:
-    """The evaluation settings of one test set: its ``metric_profile`` replaces the run's metrics."""
-    if ds_opt.get('metric_profile'):
-        out = {k: v for k, v in settings.items() if k != 'metrics'}
-        out['profile'] = ds_opt['metric_profile']
-        return out
-    return settings
 
 
 def format_table(rows: List[Dict[str, Any]], metrics: List[str]) -> str:
@@ -79,7 +71,7 @@ def main(argv=None) -> List[Dict[str, Any]]:
     for key, ds_opt in (opt.get('datasets') or {}).items():
         dataset = build_dataset(ds_opt)
         name = ds_opt.get('name', key)
-        task_opt = task_settings(settings, ds_opt)
+        task_opt = settings_for_dataset(settings, ds_opt)
         start = time.time()
         res = evaluate(pipeline, dataset, task_opt, model.device, save_dir=Path(opt['path']['visualization']) / name,
                        save_img=task_opt.get('save_img', False), pbar=False, desc=name, scale=opt.get('scale', 1))

@@ -39,6 +39,16 @@ def build_scorer(val_opt: Dict[str, Any]) -> Callable[[torch.Tensor, torch.Tenso
     return scorer
 
 
+def settings_for_dataset(settings: Dict[str, Any], ds_opt: Dict[str, Any]) -> Dict[str, Any]:
+    """Evaluation settings of one test set: its ``metric_profile`` (e.g. DSRIR scores Rain100L on Y, noise
+    and haze on RGB) replaces the run's ``metrics``/``profile``."""
+    if ds_opt.get('metric_profile'):
+        out = {k: v for k, v in settings.items() if k != 'metrics'}
+        out['profile'] = ds_opt['metric_profile']
+        return out
+    return settings
+
+
 def side_by_side(lq: torch.Tensor, out: torch.Tensor, gt: Optional[torch.Tensor]) -> torch.Tensor:
     """``input | output | gt`` in one (C, H, W*k) image; the input is upsampled (nearest) for SR."""
     if lq.shape[-2:] != out.shape[-2:]:

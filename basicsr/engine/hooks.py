@@ -71,9 +71,11 @@ class ProgressiveHook(Hook):
         out = []
         for batch in batches:
             gt, lq = batch['gt'], batch['lq']
-            if bs < gt.size(0):
-                keep = torch.randperm(gt.size(0), generator=gen)[:bs].sort().values
-                gt, lq = gt[keep], lq[keep]
+            n = gt.size(0)
+            if bs < n:
+                keep = torch.randperm(n, generator=gen)[:bs].sort().values
+                batch = {k: _take(v, keep) if _per_sample(v, n) else v for k, v in batch.items()}
+                gt, lq = batch['gt'], batch['lq']
             lq_size = size // self.scale
             h, w = lq.shape[-2:]
             if lq_size < min(h, w):
@@ -84,6 +86,18 @@ class ProgressiveHook(Hook):
                 gt = gt[..., top * s:(top + lq_size) * s, left * s:(left + lq_size) * s]
             out.append({**batch, 'gt': gt, 'lq': lq})
         return out
+
+
+def _per_sample(value: Any, n: int) -> bool:
+    """Whether a batch entry has one item per sample (tensors, path lists, task labels)."""
+    return (torch.is_tensor(value) and value.dim() > 0 and value.size(0) == n) or \
+        (isinstance(value, (list, tuple)) and len(value) == n)
+
+
+def _take(value: Any, keep: torch.Tensor) -> Any:
+    if torch.is_tensor(value):
+        return value[keep]
+    return type(value)(value[i] for i in keep.tolist())
 
 
 @HOOK_REGISTRY.register()

@@ -130,7 +130,7 @@ class ImageRestorationModel:
             with sync:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     out = self.net_g(lq)
-                    losses = OrderedDict((f'l_{k[:-4]}', term(out, gt)) for k, term in self.loss_terms.items())
+                    losses = OrderedDict((f'l_{k[:-4]}', term(out, gt, lq=lq)) for k, term in self.loss_terms.items())
                 loss = sum(losses.values()) / n
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f'iteration {current_iter}: loss is {float(loss)} '
@@ -153,8 +153,10 @@ class ImageRestorationModel:
         """EMA of parameters; buffers (e.g. norm statistics) are copied, which BasicSR forgets."""
         net = unwrap(self.net_g)
         ema_params = dict(self.net_g_ema.named_parameters())
-        for name, p in net.named_parameters():
-            ema_params[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
+        pairs = [(ema_params[name], p.detach()) for name, p in net.named_parameters()]
+        ema, cur = [e for e, _ in pairs], [c for _, c in pairs]
+        torch._foreach_mul_(ema, decay)  # one fused pass instead of a Python loop over parameters
+        torch._foreach_add_(ema, cur, alpha=1 - decay)
         ema_bufs = dict(self.net_g_ema.named_buffers())
         for name, b in net.named_buffers():
             ema_bufs[name].copy_(b)
