@@ -87,3 +87,19 @@ def test_loss_terms_address_named_outputs():
     assert float(unc(out, gt)) == pytest.approx(0.0)
     with pytest.raises(ValueError, match=r"no output 'stage:9'"):
         LossTerm('x_opt', {'type': 'L1Loss', 'outputs': 'stage:9'})(out, gt)
+
+
+def test_evaluator_saves_stage_and_variance_maps(tmp_path):
+    from basicsr.archs import build_network
+    from basicsr.engine.evaluator import evaluate
+    from basicsr.inference.pipeline import build_inference
+    torch.manual_seed(0)
+    net = build_network({'type': 'HINet', 'wf': 8, 'depth': 2}).eval()
+    lq = torch.rand(3, 20, 28)
+    dataset = [{'lq': lq, 'gt': lq.clone(), 'lq_path': 'x/img.png'}]
+    pipeline = build_inference(net, {'pad_multiple': 'auto'})
+    res = evaluate(pipeline, dataset, {'profile': 'basicsr_rgb', 'save_extra_outputs': True}, torch.device('cpu'),
+                   save_dir=tmp_path, save_img=True, pbar=False)
+    assert res['images'][0]['psnr'] > 0
+    saved = sorted(p.name for p in (tmp_path / 'extra').glob('*.png'))
+    assert saved == ['img_stage1.png', 'img_stage2.png']

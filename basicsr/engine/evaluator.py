@@ -49,6 +49,26 @@ def settings_for_dataset(settings: Dict[str, Any], ds_opt: Dict[str, Any]) -> Di
     return settings
 
 
+@torch.no_grad()
+def extra_outputs(pipeline: Any, lq: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """All named outputs (stages, log-variance maps) of one whole-image pass of the pipeline's network,
+    with the pipeline's centre crop and padding, cropped back; {} for single-output networks."""
+    from basicsr.archs.outputs import NamedOutputs
+    from basicsr.inference.padding import center_crop_to_multiple, crop_back, pad_to_multiple
+    net = getattr(pipeline, 'net', None)
+    if net is None:
+        return {}
+    if getattr(pipeline, 'center_crop_multiple', None) is not None:
+        lq = center_crop_to_multiple(lq, pipeline.center_crop_multiple)
+    multiple = getattr(pipeline, 'pad_multiple', None)
+    x = pad_to_multiple(lq, multiple, 'extra outputs')[0] if multiple else lq
+    out = net(x)
+    if not isinstance(out, NamedOutputs):
+        return {}
+    size = tuple(lq.shape[-2:])
+    return {name: crop_back(t, size, t.shape[-2] // x.shape[-2]) for name, t in out.items()}
+
+
 def side_by_side(lq: torch.Tensor, out: torch.Tensor, gt: Optional[torch.Tensor]) -> torch.Tensor:
     """``input | output | gt`` in one (C, H, W*k) image; the input is upsampled (nearest) for SR."""
     if lq.shape[-2:] != out.shape[-2:]:
@@ -79,7 +99,7 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
         ``{'mean': {metric: value}, 'images': [{'name', metric...}], 'metric_spec': str,
         'preview': (C, H, W) input | output | gt of the first image (rank 0)}``.
     """
-    from basicsr.archs.outputs import NamedOutputs, main_output
+    from basicsr.archs.outputs import main_output
     scorer = build_scorer(val_opt)
     rank, world = get_dist_info()
     indices = list(range(rank, len(dataset), world))
@@ -111,10 +131,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
             if save_cmp:
                 write_image(save_dir / 'comparison' / f'{stem}.png',
                             tensor2img(side_by_side(item['lq'].float().cpu(), pred, gt)))
-            if save_extra and isinstance(out, NamedOutputs):
-                for oname, t in out.items():
-                    if t is main_output(out):
-                        continue
+            if save_extra:
+                for oname, t in extra_outputs(pipeline, lq).items():
                     t = t[0].float().cpu()
                     if oname.startswith('var:'):  # log-variance: show as a normalised map
                         t = (t - t.min()) / (t.max() - t.min() + 1e-12)
