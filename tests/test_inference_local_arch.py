@@ -71,3 +71,23 @@ def test_official_parity_vector():
         for inputs, ref, atol in cases:
             out = net(*inputs['args'], **inputs['kwargs'])
             torch.testing.assert_close(out, ref, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize('local, base, kwargs, kinds', [
+    ('HINetLocal', 'HINet', {'wf': 4, 'depth': 3, 'hin_position_left': 0, 'hin_position_right': 3},
+     {'LocalInstanceNorm2d'}),
+    ('MPRNetLocal', 'MPRNet', {'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1},
+     {'LocalAvgPool2d'}),
+    ('RestormerLocal', 'Restormer', {'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
+                                     'heads': [1, 1, 1, 1]}, {'LocalChannelAttention'}),
+])
+def test_tlc_repo_local_types_convert_their_blocks(local, base, kwargs, kinds):
+    from basicsr.archs.outputs import main_output
+    plain = build_network({'type': base, **kwargs}).eval()
+    net = build_network({'type': local, **kwargs, 'train_size': [1, 3, 32, 32], 'base_size': 48}).eval()
+    assert list(net.state_dict()) == list(plain.state_dict())
+    assert {type(m).__name__ for _, m in local_modules(net)} == kinds
+    net.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 48, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(main_output(net(x)), main_output(plain(x)), atol=1e-5, rtol=0)
