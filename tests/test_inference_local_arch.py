@@ -91,3 +91,13 @@ def test_tlc_repo_local_types_convert_their_blocks(local, base, kwargs, kinds):
     x = torch.rand(1, 3, 48, 32)
     with torch.no_grad():
         torch.testing.assert_close(main_output(net(x)), main_output(plain(x)), atol=1e-5, rtol=0)
+
+
+def test_hinet_local_sizes_norm_windows_like_the_official_class():
+    kwargs = {'wf': 4, 'depth': 3, 'hin_position_left': 0, 'hin_position_right': 3}
+    net = build_network({'type': 'HINetLocal', **kwargs, 'train_size': [1, 3, 64, 64]})
+    # official: window = feature size x base (96) // 256, not // 64
+    assert [m.kernel_size for _, m in local_modules(net)][0] == (64 * 96 // 256, 64 * 96 // 256)
+    from basicsr.inference.tlc import to_local
+    plain = to_local(build_network({'type': 'HINet', **kwargs}), train_size=(1, 3, 64, 64))
+    assert [m.kernel_size for _, m in local_modules(plain)][0] == (96, 96)

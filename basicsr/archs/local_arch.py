@@ -16,11 +16,12 @@ from basicsr.archs.hinet_arch import HINet
 from basicsr.archs.mprnet_arch import MPRNet
 from basicsr.archs.nafnet_arch import NAFNet
 from basicsr.archs.restormer_arch import Restormer
-from basicsr.inference.tlc import convert_local_
+from basicsr.inference.tlc import LocalInstanceNorm2d, convert_local_, local_modules
 from basicsr.utils.registry import ARCH_REGISTRY, check_kwargs
 
 TrainSize = Sequence[int]
 BaseSize = Optional[Union[int, Sequence[int]]]
+_OFFICIAL_NORM_TRAIN_SIZE = (1, 3, 256, 256)  # what the official LocalInstanceNorm2d always assumes
 
 
 def _init_local(net: Any, base_cls: type, args: tuple, kwargs: dict, train_size: TrainSize,
@@ -52,12 +53,21 @@ class BaselineLocal(Baseline):
 @ARCH_REGISTRY.register()
 class HINetLocal(HINet):
     """:class:`HINet` with TLC (local instance norm). Extra kwargs: ``train_size``, ``base_size``,
-    ``fast_imp``. The official TLC code sizes the instance-norm windows with the default train size
-    (256) whatever ``train_size`` says; here ``train_size`` is used (same result with the defaults)."""
+    ``fast_imp``.
+
+    Like the official class, the instance-norm windows are sized as if the training size were 256 x 256
+    whatever ``train_size`` says (the official converter never hands ``train_size`` to them; with the
+    default 256 this changes nothing). ``to_local(HINet(...), train_size=...)`` sizes them from
+    ``train_size``.
+    """
 
     def __init__(self, *args: Any, train_size: TrainSize = (1, 3, 256, 256), base_size: BaseSize = None,
                  fast_imp: bool = False, **kwargs: Any) -> None:
         _init_local(self, HINet, args, kwargs, train_size, base_size, fast_imp)
+        for _, layer in local_modules(self):
+            if isinstance(layer, LocalInstanceNorm2d) and layer.calibration_size is not None:
+                layer.train_size = _OFFICIAL_NORM_TRAIN_SIZE
+                layer.calibrate(*layer.calibration_size)
 
 
 @ARCH_REGISTRY.register()

@@ -122,6 +122,7 @@ class LocalWindow(nn.Module):
         self.fast_imp = settings.fast_imp
         self.kernel_size: Optional[Tuple[int, int]] = None
         self.max_ratio: Tuple[int, int] = (_FAST_RATIOS[0], _FAST_RATIOS[0])
+        self.calibration_size: Optional[Tuple[int, int]] = None  # (h, w) seen in the calibration pass
         self.calibrating = False
 
     def window_for(self, x: Tensor) -> Tuple[int, int]:
@@ -131,7 +132,8 @@ class LocalWindow(nn.Module):
                 raise RuntimeError(f'{type(self).__name__} has no calibrated window: build converted '
                                    f'networks with basicsr.inference.tlc.to_local(), which runs the '
                                    f'calibration pass (this layer may not be reached by the forward)')
-            self.calibrate(*x.shape[-2:])
+            self.calibration_size = tuple(x.shape[-2:])
+            self.calibrate(*self.calibration_size)
         return self.kernel_size
 
     def calibrate(self, h: int, w: int) -> None:
