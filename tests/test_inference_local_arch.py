@@ -73,18 +73,19 @@ def test_official_parity_vector():
             torch.testing.assert_close(out, ref, atol=atol, rtol=0)
 
 
-@pytest.mark.parametrize('local, base, kwargs, kinds', [
+@pytest.mark.parametrize('local, base, kwargs, kinds, train', [
     ('HINetLocal', 'HINet', {'wf': 4, 'depth': 3, 'hin_position_left': 0, 'hin_position_right': 3},
-     {'LocalInstanceNorm2d'}),
+     {'LocalInstanceNorm2d'}, 256),  # official norm windows assume 256 (see the next test)
     ('MPRNetLocal', 'MPRNet', {'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1},
-     {'LocalAvgPool2d'}),
+     {'LocalAvgPool2d'}, 32),
     ('RestormerLocal', 'Restormer', {'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
-                                     'heads': [1, 1, 1, 1]}, {'LocalChannelAttention'}),
+                                     'heads': [1, 1, 1, 1]}, {'LocalChannelAttention'}, 32),
 ])
-def test_tlc_repo_local_types_convert_their_blocks(local, base, kwargs, kinds):
+def test_tlc_repo_local_types_convert_their_blocks(local, base, kwargs, kinds, train):
     from basicsr.archs.outputs import main_output
     plain = build_network({'type': base, **kwargs}).eval()
-    net = build_network({'type': local, **kwargs, 'train_size': [1, 3, 32, 32], 'base_size': 48}).eval()
+    net = build_network({'type': local, **kwargs, 'train_size': [1, 3, train, train],
+                         'base_size': train * 3 // 2}).eval()
     assert list(net.state_dict()) == list(plain.state_dict())
     assert {type(m).__name__ for _, m in local_modules(net)} == kinds
     net.load_state_dict(plain.state_dict())
