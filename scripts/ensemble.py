@@ -157,8 +157,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.set_defaults(func=cmd_heldout)
 
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
-    args.func(args)
+    with torch.no_grad():  # scoped: main() is also called in-process (tests), where global state must not leak
+        args.func(args)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # predictable on shared CI machines; subprocesses get OMP_NUM_THREADS=1 too
 
 
 def pytest_configure(config: pytest.Config) -> None:
