@@ -18,7 +18,7 @@ if __package__ in (None, ''):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from basicsr.utils.dist import cleanup, get_dist_info, init_dist_from_env  # noqa: E402
-from basicsr.utils.options import OptionError, dump_options, parse_options  # noqa: E402
+from basicsr.utils.options import dump_options, parse_options_or_exit  # noqa: E402
 
 
 def test_settings(opt: dict) -> dict:
@@ -34,11 +34,7 @@ def main(argv=None) -> dict:
     parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override options')
     parser.add_argument('--launcher', default='auto', help='kept for BasicSR compatibility')
     args = parser.parse_args(argv)
-    try:
-        opt = parse_options(args.opt, args.set, is_train=False)
-    except (OptionError, FileNotFoundError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        raise SystemExit(2)
+    opt = parse_options_or_exit(args.opt, args.set, is_train=False)
     init_dist_from_env(opt['dist_params'].get('backend'))
     from basicsr.data import build_dataset
     from basicsr.engine.evaluator import evaluate, settings_for_dataset, write_results

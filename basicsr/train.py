@@ -13,7 +13,7 @@ if __package__ in (None, ''):  # run as a script: import the package from the re
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from basicsr.utils.dist import cleanup, init_dist_from_env  # noqa: E402
-from basicsr.utils.options import OptionError, parse_options  # noqa: E402
+from basicsr.utils.options import parse_options_or_exit  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,11 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     overrides = list(args.set) + (['path.auto_resume=false'] if args.no_resume else [])
-    try:
-        opt = parse_options(args.opt, overrides, is_train=True)
-    except (OptionError, FileNotFoundError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        raise SystemExit(2)
+    opt = parse_options_or_exit(args.opt, overrides, is_train=True)
     init_dist_from_env(opt['dist_params'].get('backend'), opt['dist_params'].get('timeout_minutes', 30))
     from basicsr.engine.trainer import Trainer
     try:

@@ -49,7 +49,6 @@ def create_lmdb(input_dir: Path, output: Path, compress_level: int = 1, batch: i
     pending = []
 
     def flush() -> None:
-        nonlocal env
         while True:
             try:
                 with env.begin(write=True) as txn:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from basicsr.engine.evaluator import settings_for_dataset  # noqa: E402
-from basicsr.utils.options import OptionError, parse_options  # noqa: E402
+from basicsr.utils.options import parse_options_or_exit  # noqa: E402
 
 
 def format_table(rows: List[Dict[str, Any]], metrics: List[str]) -> str:
@@ -47,11 +47,7 @@ def main(argv=None) -> List[Dict[str, Any]]:
     parser.add_argument('-opt', '--opt', required=True, help='test option YAML file')
     parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override options')
     args = parser.parse_args(argv)
-    try:
-        opt = parse_options(args.opt, args.set, is_train=False)
-    except (OptionError, FileNotFoundError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        raise SystemExit(2)
+    opt = parse_options_or_exit(args.opt, args.set, is_train=False)
     from basicsr.data import build_dataset
     from basicsr.engine.evaluator import evaluate, write_results
     from basicsr.inference.pipeline import build_inference

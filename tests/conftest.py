@@ -1,7 +1,6 @@
 """Shared test fixtures: the ../shared reference folder (tests skip cleanly without it) and small helpers."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,6 @@ import csv
 import json
 import subprocess
 
-import pytest
 import torch
 import yaml
 

@@ -107,6 +107,23 @@ class RestorationDataset(Dataset):
                 self._cache[key] = img
         return img
 
+    def prepare_pair(self, gt: np.ndarray, lq: np.ndarray, gt_path: str, lq_path: str, rng: np.random.Generator,
+                     align: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+        """Align GT to LQ (SR benchmark sizes) and, in training, pad/crop/augment the pair alike; size
+        problems become a :class:`DataError` naming both files."""
+        from basicsr.data.transforms import align_gt_to_lq, augment, pad_to_patch, paired_random_crop
+        try:
+            if align:
+                gt = align_gt_to_lq(gt, lq, self.scale, gt_path, lq_path)
+            if self.phase == 'train':
+                if self.pad_to_gt_size:
+                    gt, lq = pad_to_patch(gt, lq, self.gt_size, self.scale)
+                gt, lq = paired_random_crop(gt, lq, self.gt_size, self.scale, gt_path, rng, lq_path)
+                gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        return gt, lq
+
     def finalize(self, img: np.ndarray, path: str) -> np.ndarray:
         """Stored dtype -> float32 in [0, 1]; with ``color: y`` the BT.601 luma in [16/255, 235/255]."""
         img = to_unit_float(img, path)

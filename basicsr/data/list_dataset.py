@@ -26,7 +26,6 @@ from basicsr.data.base_dataset import RestorationDataset
 from basicsr.data.data_util import DataError, preview, require_dir, scan_images
 from basicsr.data.degradations import build_degradations
 from basicsr.data.image_source import ImageSource
-from basicsr.data.transforms import align_gt_to_lq, augment, pad_to_patch, paired_random_crop
 from basicsr.utils.img_util import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
@@ -169,16 +168,7 @@ class ListPairDataset(RestorationDataset):
         gt = self.read(self.gt_source, gt_name)
         lq = self.read(self.lq_source, lq_name) if lq_name is not None else gt
         lq_path = self.lq_source.path(lq_name) if lq_name is not None else gt_path
-        try:
-            if lq_name is not None:
-                gt = align_gt_to_lq(gt, lq, self.scale, gt_path, lq_path)
-            if self.phase == 'train':
-                if self.pad_to_gt_size:
-                    gt, lq = pad_to_patch(gt, lq, self.gt_size, self.scale)
-                gt, lq = paired_random_crop(gt, lq, self.gt_size, self.scale, gt_path, rng, lq_path)
-                gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
+        gt, lq = self.prepare_pair(gt, lq, gt_path, lq_path, rng, align=lq_name is not None)
         gt = self.finalize(gt, gt_path)
         if lq_name is None:
             lq = self.degrade(gt, rng if self.phase == 'train' else self.eval_rng(gt_name))

@@ -8,7 +8,6 @@ import numpy as np
 from basicsr.data.base_dataset import RestorationDataset
 from basicsr.data.data_util import DataError, pair_names, unpaired_message
 from basicsr.data.image_source import ImageSource, backend_type
-from basicsr.data.transforms import align_gt_to_lq, augment, pad_to_patch, paired_random_crop
 from basicsr.utils.img_util import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
@@ -55,14 +54,6 @@ class PairedImageDataset(RestorationDataset):
         gt_path, lq_path = self.gt_source.path(gt_name), self.lq_source.path(lq_name)
         gt = self.read(self.gt_source, gt_name)
         lq = self.read(self.lq_source, lq_name)
-        try:
-            gt = align_gt_to_lq(gt, lq, self.scale, gt_path, lq_path)
-            if self.phase == 'train':
-                if self.pad_to_gt_size:
-                    gt, lq = pad_to_patch(gt, lq, self.gt_size, self.scale)
-                gt, lq = paired_random_crop(gt, lq, self.gt_size, self.scale, gt_path, rng, lq_path)
-                gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
+        gt, lq = self.prepare_pair(gt, lq, gt_path, lq_path, rng)
         gt, lq = self.finalize(gt, gt_path), self.finalize(lq, lq_path)
         return {'lq': img2tensor(lq), 'gt': img2tensor(gt), 'lq_path': lq_path, 'gt_path': gt_path}

@@ -359,3 +359,13 @@ def _plain(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
+
+
+def parse_options_or_exit(opt_path: str | Path, overrides: Sequence[str] = (), is_train: bool = True) -> Dict[str, Any]:
+    """:func:`parse_options` for command-line entry points: a bad option file prints the problems and exits 2."""
+    import sys
+    try:
+        return parse_options(opt_path, overrides, is_train=is_train)
+    except (OptionError, FileNotFoundError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        raise SystemExit(2)
