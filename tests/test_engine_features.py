@@ -103,3 +103,13 @@ def test_evaluator_saves_stage_and_variance_maps(tmp_path):
     assert res['images'][0]['psnr'] > 0
     saved = sorted(p.name for p in (tmp_path / 'extra').glob('*.png'))
     assert saved == ['img_stage1.png', 'img_stage2.png']
+
+
+def test_ema_warmup_tracks_the_trained_weights_early(tmp_path):
+    def gap(warmup):
+        opt = tiny_options(tmp_path / str(warmup), name='w', total_iter=3,
+                           extra={'train.ema_decay': 0.999, 'train.ema_warmup': warmup})
+        state = run(opt).model.network_state()
+        return max(float((state['params'][k] - state['params_ema'][k]).abs().max()) for k in state['params']
+                   if state['params'][k].is_floating_point())
+    assert gap(True) < 0.5 * gap(False)
