@@ -7,8 +7,8 @@ a local window.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import List, Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,7 +121,7 @@ class SupervisedAttention(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ NAFNet blocks
-class _TwoBranchBlock(nn.Module):
+class _TwoBranchBlock(nn.Module, ABC):
     """Shared body of NAFNet's ``NAFBlock`` and the paper's ``BaselineBlock``.
 
     Spatial branch: norm1 -> 1x1 expand -> 3x3 depthwise -> activation -> channel attention -> 1x1;
@@ -153,11 +153,13 @@ class _TwoBranchBlock(nn.Module):
         self.beta = nn.Parameter(torch.zeros((1, c, 1, 1)))
         self.gamma = nn.Parameter(torch.zeros((1, c, 1, 1)))
 
+    @abstractmethod
     def make_attention(self, dw_channel: int) -> nn.Module:
-        raise NotImplementedError
+        """The channel-attention branch (NAFNet: simplified CA; Baseline: squeeze-excitation)."""
 
+    @abstractmethod
     def make_activation(self) -> nn.Module:
-        raise NotImplementedError
+        """The nonlinearity (NAFNet: SimpleGate; Baseline: GELU)."""
 
     def forward(self, inp: Tensor) -> Tensor:
         act = getattr(self, self.activation_name)

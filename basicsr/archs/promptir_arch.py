@@ -26,7 +26,7 @@ from torch import nn
 
 from basicsr.archs.input_size import require_multiple
 from basicsr.archs.transformer_blocks import (Downsample, OverlapPatchEmbed, TransformerBlock, Upsample, check_heads,
-                                              transformer_stage)
+                                              level_dims, transformer_stage)
 from basicsr.utils.registry import ARCH_REGISTRY
 
 __all__ = ['PromptGenBlock', 'PromptIRNet', 'PromptIR', 'PromptIRMiOIR']
@@ -66,11 +66,7 @@ class PromptIRNet(nn.Module):
                  num_refinement_blocks: int, heads: Sequence[int], ffn_expansion_factor: float, bias: bool,
                  LayerNorm_type: str, decoder: bool, keep_unused_convs: bool, name: str) -> None:  # noqa: N803
         super().__init__()
-        if len(num_blocks) != 4 or len(heads) != 4:
-            raise ValueError(f'{name}: num_blocks and heads need 4 entries (one per level), '
-                             f'got num_blocks={list(num_blocks)}, heads={list(heads)}')
-        dims = [dim * 2 ** level for level in range(4)]
-        check_heads(name, dims, heads)
+        dims = level_dims(name, dim, num_blocks, heads)
         # the prompt-fusion blocks run with heads[2] at widths that include the prompt channels
         check_heads(f'{name} prompt fusion', [dims[1] + PROMPT_DIMS[0], dims[2] + PROMPT_DIMS[1],
                                               dims[3] + PROMPT_DIMS[2]], [heads[2]] * 3)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from basicsr.archs.input_size import pad_to_multiple
-from basicsr.archs.transformer_blocks import (ConvFactory, Downsample, OverlapPatchEmbed, Upsample, check_heads,
+from basicsr.archs.transformer_blocks import (ConvFactory, Downsample, OverlapPatchEmbed, Upsample, level_dims,
                                               transformer_stage)
 from basicsr.utils.registry import ARCH_REGISTRY
 
@@ -45,11 +45,7 @@ class RestormerUNet(nn.Module):
                  LayerNorm_type: str, dual_pixel_task: bool, global_residual: bool,  # noqa: N803
                  conv_for_level: Callable[[int], ConvFactory], name: str) -> None:
         super().__init__()
-        if len(num_blocks) != 4 or len(heads) != 4:
-            raise ValueError(f'{name}: num_blocks and heads need 4 entries (one per level), '
-                             f'got num_blocks={list(num_blocks)}, heads={list(heads)}')
-        dims = [dim * 2 ** level for level in range(4)]
-        check_heads(name, dims, heads)
+        dims = level_dims(name, dim, num_blocks, heads)
         if not dual_pixel_task and global_residual and inp_channels != out_channels:
             raise ValueError(f'{name}: global_residual adds the input to the output, so inp_channels '
                              f'({inp_channels}) must equal out_channels ({out_channels}); set '

@@ -11,7 +11,7 @@ convolution there instead of duplicating the blocks.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Sequence, Type
+from typing import Callable, Dict, List, Sequence, Type
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ ConvFactory = Callable[..., nn.Module]
 
 __all__ = ['BiasFreeLayerNorm', 'WithBiasLayerNorm', 'LayerNorm', 'LAYER_NORM_TYPES', 'transposed_attention',
            'Attention', 'FeedForward', 'TransformerBlock', 'transformer_stage', 'OverlapPatchEmbed', 'Downsample',
-           'Upsample', 'ConvFactory', 'check_heads']
+           'Upsample', 'ConvFactory', 'check_heads', 'level_dims']
 
 _EPS = 1e-5  # the official variance epsilon
 
@@ -168,6 +168,17 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+def level_dims(name: str, dim: int, num_blocks: Sequence[int], heads: Sequence[int]) -> List[int]:
+    """Channel widths of the four levels of a Restormer-style U-Net (dim, 2dim, 4dim, 8dim), after checking
+    that ``num_blocks``/``heads`` have one entry per level and every width divides by its head count."""
+    if len(num_blocks) != 4 or len(heads) != 4:
+        raise ValueError(f'{name}: num_blocks and heads need 4 entries (one per level), '
+                         f'got num_blocks={list(num_blocks)}, heads={list(heads)}')
+    dims = [dim * 2 ** level for level in range(4)]
+    check_heads(name, dims, heads)
+    return dims
 
 
 def check_heads(name: str, dims: Sequence[int], heads: Sequence[int]) -> None:

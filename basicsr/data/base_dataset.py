@@ -14,6 +14,7 @@ exact position (see ``basicsr/data/sampler.py``).
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -32,7 +33,7 @@ _MAX_BAD_IN_A_ROW = 50
 _SEED, _EPOCH, _GT_SIZE = 0, 1, 2
 
 
-class RestorationDataset(Dataset):
+class RestorationDataset(Dataset, ABC):
     """Base class: subclasses implement ``__len__`` and ``load_sample(index, rng) -> dict``.
 
     Common options: ``phase`` ('train' | 'val' | 'test'), ``skip_bad`` (log and replace bad samples by the
@@ -131,8 +132,9 @@ class RestorationDataset(Dataset):
             img = rgb_to_y(img, data_range=1.0).astype(np.float32)
         return img
 
+    @abstractmethod
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
-        raise NotImplementedError
+        """Sample ``index`` (``{'lq', 'gt', 'lq_path', 'gt_path'}``) with all randomness drawn from ``rng``."""
 
     def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
         """``key``: index, or ``(index, epoch)`` from the sampler; indices >= len wrap (enlarged epochs)."""

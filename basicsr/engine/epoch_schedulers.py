@@ -11,6 +11,7 @@ so one progressive mechanism serves Restormer and DSRIR; ``scripts/dsrir_schedul
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Sequence, Union
 
 from torch.optim import Optimizer
@@ -54,7 +55,7 @@ def epoch_of_iteration(it: int, segments: Sequence[Sequence[int]]) -> int:
     return epoch
 
 
-class EpochLR(LRScheduler):
+class EpochLR(LRScheduler, ABC):
     """Base: ``get_lr`` = ``lr_at_epoch(base_lr, epoch)`` for the epoch of the current iteration."""
 
     def __init__(self, optimizer: Optimizer, iters_per_epoch: ItersPerEpoch, last_epoch: int = -1) -> None:
@@ -66,8 +67,9 @@ class EpochLR(LRScheduler):
         """0-based training epoch of the current iteration."""
         return epoch_of_iteration(max(self.last_epoch, 0), self.segments)
 
+    @abstractmethod
     def lr_at_epoch(self, base_lr: float, epoch: int) -> float:
-        raise NotImplementedError
+        """Learning rate of 0-based ``epoch`` for a group whose initial lr is ``base_lr``."""
 
     def get_lr(self) -> List[float]:
         return [self.lr_at_epoch(g['initial_lr'], self.epoch) for g in self.optimizer.param_groups]

@@ -8,6 +8,8 @@ large images.
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
+from abc import ABC, abstractmethod
+
 import torch
 
 Tensor = torch.Tensor
@@ -88,7 +90,7 @@ def check_num_models(expected: Optional[int], given: int, where: str) -> None:
                          f'M = {given} models')
 
 
-class Ensembler:
+class Ensembler(ABC):
     """Base class: ``fit`` on a reference set (a no-op for training-free baselines), ``apply`` to predictions.
 
     Subclasses implement :meth:`_combine`, which receives one image's predictions flattened to
@@ -139,10 +141,21 @@ class Ensembler:
         """Per-image quantities needed before combining, from the whole image (M, 3, HW). Default: none."""
         return None
 
+    @abstractmethod
     def _combine(self, x: Tensor, ctx: Any) -> Tensor:
-        """Combine one chunk (M, 3, n) -> (3, n)."""
-        raise NotImplementedError
+        """Combine one chunk (M, 3, n) -> (3, n); each ensembler defines its rule here."""
 
+
+
+def _check_rgb(t: Any, what: str, layout: str, channel_dim: int) -> None:
+    """ValueError naming ``what`` unless ``t`` is a tensor of ``layout`` with 3 channels."""
+    dims = layout.count(',') + 1
+    if not isinstance(t, Tensor) or t.dim() != dims:
+        shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+        raise ValueError(f'{what}: expected a {layout} tensor, got {shape}')
+    if t.shape[channel_dim] != 3:
+        raise ValueError(f'{what}: expected 3 colour channels (RGB), got {t.shape[channel_dim]} '
+                         f'(shape {tuple(t.shape)})')
 
 def check_reference_set(preds: Sequence[Tensor], gts: Sequence[Tensor]) -> Tuple[int, int]:
     """Validate a reference set; return (M, number of images).
@@ -160,18 +173,8 @@ def check_reference_set(preds: Sequence[Tensor], gts: Sequence[Tensor]) -> Tuple
                          f'prediction stacks and {len(gts)} ground-truth images')
     num_models = None
     for i, (p, g) in enumerate(zip(preds, gts)):
-        if not isinstance(p, Tensor) or p.dim() != 4:
-            shape = tuple(p.shape) if isinstance(p, Tensor) else type(p).__name__
-            raise ValueError(f'preds[{i}]: expected a (M, 3, H, W) tensor, got {shape}')
-        if p.shape[1] != 3:
-            raise ValueError(f'preds[{i}]: expected 3 colour channels (RGB), got {p.shape[1]} '
-                             f'(shape {tuple(p.shape)})')
-        if not isinstance(g, Tensor) or g.dim() != 3:
-            shape = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
-            raise ValueError(f'gts[{i}]: expected a (3, H, W) tensor, got {shape}')
-        if g.shape[0] != 3:
-            raise ValueError(f'gts[{i}]: expected 3 colour channels (RGB), got {g.shape[0]} '
-                             f'(shape {tuple(g.shape)})')
+        _check_rgb(p, f'preds[{i}]', '(M, 3, H, W)', channel_dim=1)
+        _check_rgb(g, f'gts[{i}]', '(3, H, W)', channel_dim=0)
         if tuple(p.shape[-2:]) != tuple(g.shape[-2:]):
             raise ValueError(f'reference image {i}: models and ground truth must have the same size, got '
                              f'predictions {tuple(p.shape[-2:])} and ground truth {tuple(g.shape[-2:])}')
