@@ -6,13 +6,18 @@ every path its configurations use). One class covers classical SR (``upsampler='
 lightweight SR (``'pixelshuffledirect'``), real-world SR (``'nearest+conv'``, x4) and same-size restoration
 (``upscale=1`` with ``'pixelshuffle'`` as MiOIR trains it, or ``upsampler=''`` with a global residual).
 
+:class:`SwinIR_EP` / :class:`SwinIR_AP` are MiOIR's prompt-learning variants (official classes of the same
+names in Xiangtaokong/MiOIR): a :class:`~basicsr.archs.prompt_blocks.PromptExtractor` (``F_ext_net``) and a
+FiLM-style modulation (``feat * scale + shift + feat``) at the end of every residual group, after the body,
+after ``conv_before_upsample`` and on the image-space output of ``conv_last``.
+
 The shifted-window attention masks for ``img_size`` are buffers (``attn_mask``) as in the official code,
 so official checkpoints load with ``strict=True``; other input sizes get their mask computed on the fly.
 H and W must be multiples of the window size (the official code does not pad inside the network).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from basicsr.archs.input_size import require_multiple
+from basicsr.archs.prompt_blocks import PromptExtractor, add_prompt_linears, modulate, split_prompt_input
 from basicsr.archs.sr_blocks import (Mlp, RelativePositionBias, Upsample, UpsampleOneStep, drop_path_or_identity,
                                      shifted_window_mask, trunc_normal_init, window_partition, window_reverse,
                                      windowed_attention)
@@ -27,7 +33,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 Tensor = torch.Tensor
 
-__all__ = ['SwinIR']
+__all__ = ['SwinIR', 'SwinIR_EP', 'SwinIR_AP']
 
 _RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean subtracted from RGB inputs (official constant)
 _UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', 'nearest+conv', '')
@@ -154,7 +160,11 @@ def _to_map(x: Tensor, x_size: Tuple[int, int]) -> Tensor:
 
 
 class RSTB(nn.Module):
-    """Residual Swin Transformer Block: a :class:`SwinStage`, a conv on the re-assembled map, a residual."""
+    """Residual Swin Transformer Block: a :class:`SwinStage`, a conv on the re-assembled map, a residual.
+
+    In the MiOIR prompt variants each RSTB also owns the ``prompt_scale`` / ``prompt_shift`` Linears of the
+    modulation that follows it (the official ``RSTB_P``); :class:`SwinIR` applies it.
+    """
 
     def __init__(self, dim: int, input_resolution: Tuple[int, int], depth: int, num_heads: int, window_size: int,
                  mlp_ratio: float, qkv_bias: bool, qk_scale: Optional[float], drop: float, attn_drop: float,
@@ -223,6 +233,7 @@ class SwinIR(nn.Module):
         if bad:
             raise ValueError(f'SwinIR embed_dim={embed_dim} must be divisible by every num_heads entry, got {bad}')
         num_feat = 64
+        self.build_prompt_extractor(upsampler)
         self.img_range = img_range
         self.upscale = upscale
         self.upsampler = upsampler
@@ -247,6 +258,7 @@ class SwinIR(nn.Module):
             for d, heads, s in zip(depths, num_heads, starts))
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = _residual_conv(embed_dim, resi_connection)
+        self.build_prompt_sites(embed_dim, num_feat, in_chans)
 
         if upsampler == 'pixelshuffle':
             self.conv_before_upsample = _conv_lrelu(embed_dim, num_feat)
@@ -267,7 +279,18 @@ class SwinIR(nn.Module):
         first = self.layers[0].residual_group.blocks[0] if depths and depths[0] else None
         self.size_multiple = first.window_size if first is not None else 1
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def build_prompt_extractor(self, upsampler: str) -> None:
+        """Create the prompt extractor, first in the official state-dict order (none for plain SwinIR)."""
+
+    def build_prompt_sites(self, embed_dim: int, num_feat: int, out_channels: int) -> None:
+        """Create the modulation Linears, after ``conv_after_body`` in the official order (none for plain SwinIR)."""
+
+    def site(self, owner: nn.Module, key: str, feat: Tensor, prompt: Any,
+             hw: Optional[Tuple[int, int]] = None) -> Tensor:
+        """Modulation site ``key`` of ``owner`` (tokens when ``hw`` is given); identity for plain SwinIR."""
+        return feat
+
+    def forward_features(self, x: Tensor, prompt: Any = None) -> Tensor:
         """Deep features ``(B, embed_dim, H, W)`` of the shallow features ``x`` (same shape)."""
         x_size = (x.shape[2], x.shape[3])
         x = self.patch_embed(x)
@@ -275,11 +298,12 @@ class SwinIR(nn.Module):
             x = x + self.absolute_pos_embed
         x = self.pos_drop(x)
         for layer in self.layers:
-            x = layer(x, x_size)
+            x = self.site(layer, '', layer(x, x_size), prompt, x_size)
         return _to_map(self.norm(x), x_size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        require_multiple(x, self.size_multiple, f'SwinIR (window_size {self.size_multiple})')
+    def forward_image(self, x: Tensor, prompt: Any = None) -> Tensor:
+        """The network on an image ``(B, in_chans, H, W)``; ``prompt`` reaches :meth:`site` (prompt variants)."""
+        require_multiple(x, self.size_multiple, f'{type(self).__name__} (window_size {self.size_multiple})')
         mean = self.mean.type_as(x)
         x = (x - mean) * self.img_range
         if self.upsampler == '':
@@ -287,9 +311,11 @@ class SwinIR(nn.Module):
             x = x + self.conv_last(self.conv_after_body(self.forward_features(feat)) + feat)
         else:
             feat = self.conv_first(x)
-            feat = self.conv_after_body(self.forward_features(feat)) + feat
+            feat = self.conv_after_body(self.forward_features(feat, prompt)) + feat
             if self.upsampler == 'pixelshuffle':
-                x = self.conv_last(self.upsample(self.conv_before_upsample(feat)))
+                feat = self.site(self, '_after_body', feat, prompt)
+                feat = self.site(self, '_before_upsample', self.conv_before_upsample(feat), prompt)
+                x = self.site(self, '_last', self.conv_last(self.upsample(feat)), prompt)
             elif self.upsampler == 'pixelshuffledirect':
                 x = self.upsample(feat)
             else:
@@ -298,3 +324,56 @@ class SwinIR(nn.Module):
                 feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode='nearest')))
                 x = self.conv_last(self.lrelu(self.conv_hr(feat)))
         return x / self.img_range + mean
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_image(x)
+
+
+class _SwinIRPrompt(SwinIR):
+    """MiOIR SwinIR with prompt learning (official ``SwinIR_EP`` / ``SwinIR_AP``; same keyword arguments as
+    :class:`SwinIR`, ``upsampler='pixelshuffle'`` only: the official prompt sites exist on that path alone).
+
+    One :class:`PromptExtractor` (``F_ext_net``) gives a 64-d prompt (a ``(B, h, w, 64)`` map after TLC
+    conversion) that modulates every residual group's output tokens (``layers.<i>.prompt_*``), the body output
+    (``prompt_*_after_body``), ``conv_before_upsample`` (``prompt_*_before_upsample``) and the ``conv_last``
+    output (``prompt_*_last``) before the mean is added back.
+    ``forward(x, task=None)``: ``x`` is the official ``[lq, prompt]`` or the image alone (see
+    :func:`basicsr.archs.prompt_blocks.split_prompt_input`). Output ``(B, in_chans, H*upscale, W*upscale)``.
+    """
+
+    explicit_prompt = False
+
+    def build_prompt_extractor(self, upsampler: str) -> None:
+        if upsampler != 'pixelshuffle':
+            raise ValueError(f"{type(self).__name__} supports upsampler='pixelshuffle' only (MiOIR's prompt sites "
+                             f"surround conv_before_upsample and conv_last), got {upsampler!r}")
+        self.F_ext_net = PromptExtractor(1 if self.explicit_prompt else 3)
+
+    def build_prompt_sites(self, embed_dim: int, num_feat: int, out_channels: int) -> None:
+        for layer in self.layers:
+            add_prompt_linears(layer, [('', embed_dim)])
+        # official order: scale and shift of one site before the next site
+        for key, channels in (('_after_body', embed_dim), ('_before_upsample', num_feat), ('_last', out_channels)):
+            add_prompt_linears(self, [(key, channels)])
+
+    def site(self, owner: nn.Module, key: str, feat: Tensor, prompt: Any,
+             hw: Optional[Tuple[int, int]] = None) -> Tensor:
+        return modulate(owner, key, feat, prompt, hw)
+
+    def forward(self, x: Any, task: Optional[Any] = None) -> Tensor:
+        image, prompt = split_prompt_input(x, task, self.explicit_prompt, type(self).__name__)
+        return self.forward_image(image, self.F_ext_net(prompt))
+
+
+@ARCH_REGISTRY.register()
+class SwinIR_EP(_SwinIRPrompt):  # noqa: N801 (official name)
+    """MiOIR SwinIR with an explicit prompt: the task's fixed 128x128 map, ``[lq, map]`` or ``task=ids``."""
+
+    explicit_prompt = True
+
+
+@ARCH_REGISTRY.register()
+class SwinIR_AP(_SwinIRPrompt):  # noqa: N801 (official name)
+    """MiOIR SwinIR with an adaptive prompt: the extractor reads the degraded image itself."""
+
+    explicit_prompt = False

@@ -13,17 +13,22 @@ the official constructor does; the input itself may be any size whose H and W ar
 :attr:`Uformer.size_multiple` (128 for the defaults). The official code also needs H == W; this one
 does not, and equals it on square inputs. The official code does not pad, so other sizes raise an error
 naming the multiple.
+
+:class:`Uformer_EP` / :class:`Uformer_AP` are MiOIR's prompt-learning variants (official classes of the same
+names): five :class:`~basicsr.archs.prompt_blocks.PromptExtractor` nets whose prompts modulate
+(``feat * scale + shift + feat``) the bottleneck, the four decoder levels and the output projection.
 """
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from basicsr.archs.input_size import require_multiple
+from basicsr.archs.prompt_blocks import PromptExtractor, add_prompt_linears, modulate, split_prompt_input
 from basicsr.archs.sr_blocks import (Mlp, RelativePositionBias, drop_path_or_identity, shifted_window_mask,
                                      trunc_normal_init, window_partition, window_reverse, windowed_attention)
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -31,7 +36,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 Tensor = torch.Tensor
 Size = Tuple[int, int]
 
-__all__ = ['Uformer']
+__all__ = ['Uformer', 'Uformer_EP', 'Uformer_AP']
 
 _TOKEN_MLPS = ('leff', 'mlp', 'ffn')
 
@@ -324,6 +329,7 @@ class Uformer(nn.Module):
         if bad:
             raise ValueError(f'Uformer stage channels must be divisible by their num_heads; (channels, heads) '
                              f'that are not: {bad}')
+        self.build_prompt(stage_dims, in_chans)
         self.dd_in = dd_in
         self.pos_drop = nn.Dropout(drop_rate)
         enc_rates = torch.linspace(0, drop_path_rate, sum(depths[:4]), device='cpu').tolist()
@@ -360,8 +366,16 @@ class Uformer(nn.Module):
                 multiple = math.lcm(multiple, blk.win_size * 2 ** level)
         return multiple
 
-    def forward(self, x: Tensor) -> Tensor:
-        require_multiple(x, self.size_multiple, 'Uformer')
+    def build_prompt(self, stage_dims: Sequence[int], out_channels: int) -> None:
+        """Create the prompt modules, first in the official state-dict order (none for plain Uformer)."""
+
+    def site(self, key: str, feat: Tensor, prompts: Any, size: Optional[Size] = None) -> Tensor:
+        """Modulation site ``key`` (tokens of resolution ``size``, or a map); identity for plain Uformer."""
+        return feat
+
+    def forward_image(self, x: Tensor, prompts: Any = None) -> Tensor:
+        """The network on an image ``(B, dd_in, H, W)``; ``prompts`` reach :meth:`site` (prompt variants)."""
+        require_multiple(x, self.size_multiple, type(self).__name__)
         sizes = [(x.shape[2] // 2 ** level, x.shape[3] // 2 ** level) for level in range(5)]
         y = self.pos_drop(self.input_proj(x))
         skips = []
@@ -369,10 +383,62 @@ class Uformer(nn.Module):
             y = getattr(self, f'encoderlayer_{level}')(y, sizes[level])
             skips.append(y)
             y = getattr(self, f'dowsample_{level}')(y, sizes[level])
-        y = self.conv(y, sizes[4])
+        y = self.site('0', self.conv(y, sizes[4]), prompts, sizes[4])
         for j in range(4):
             level = 3 - j
             y = getattr(self, f'upsample_{j}')(y, sizes[level + 1])
             y = getattr(self, f'decoderlayer_{j}')(torch.cat([y, skips[level]], -1), sizes[level])
-        y = self.output_proj(y, sizes[0])
+            y = self.site(str(j + 1), y, prompts, sizes[level])
+        y = self.site('5', self.output_proj(y, sizes[0]), prompts)
         return x + y if self.dd_in == 3 else y
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_image(x)
+
+
+# prompt extractor (index into the five prompts) feeding each modulation site: the bottleneck ('0') and the
+# first decoder level ('1') share the first extractor, as in the official code
+_SITE_PROMPT = {'0': 0, '1': 0, '2': 1, '3': 2, '4': 3, '5': 4}
+
+
+class _UformerPrompt(Uformer):
+    """MiOIR Uformer with prompt learning (official ``Uformer_EP`` / ``Uformer_AP``; same keyword arguments as
+    :class:`Uformer`).
+
+    Five :class:`PromptExtractor` nets (``F_ext_net1..5``) read the same prompt; their 64-d prompts (``(B, h, w,
+    64)`` maps after TLC conversion) modulate the bottleneck output (site 0, extractor 1), the decoder outputs
+    (sites 1-4, extractors 1-4) and the output projection before the input residual (site 5, extractor 5).
+    ``forward(x, task=None)``: ``x`` is the official ``[lq, prompt]`` or the image alone (see
+    :func:`basicsr.archs.prompt_blocks.split_prompt_input`). Output ``(B, in_chans, H, W)``.
+    """
+
+    explicit_prompt = False
+
+    def build_prompt(self, stage_dims: Sequence[int], out_channels: int) -> None:
+        for i in range(1, 6):
+            setattr(self, f'F_ext_net{i}', PromptExtractor(1 if self.explicit_prompt else 3))
+        # bottleneck, decoder levels 0..3, output projection
+        channels = [stage_dims[4], *stage_dims[5:9], out_channels]
+        add_prompt_linears(self, [(str(k), c) for k, c in enumerate(channels)])
+
+    def site(self, key: str, feat: Tensor, prompts: Any, size: Optional[Size] = None) -> Tensor:
+        return modulate(self, key, feat, prompts[_SITE_PROMPT[key]], size)
+
+    def forward(self, x: Any, task: Optional[Any] = None) -> Tensor:
+        image, prompt = split_prompt_input(x, task, self.explicit_prompt, type(self).__name__)
+        prompts = [getattr(self, f'F_ext_net{i}')(prompt) for i in range(1, 6)]
+        return self.forward_image(image, prompts)
+
+
+@ARCH_REGISTRY.register()
+class Uformer_EP(_UformerPrompt):  # noqa: N801 (official name)
+    """MiOIR Uformer with an explicit prompt: the task's fixed 128x128 map, ``[lq, map]`` or ``task=ids``."""
+
+    explicit_prompt = True
+
+
+@ARCH_REGISTRY.register()
+class Uformer_AP(_UformerPrompt):  # noqa: N801 (official name)
+    """MiOIR Uformer with an adaptive prompt: the extractor reads the degraded image itself."""
+
+    explicit_prompt = False
