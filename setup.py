@@ -21,5 +21,6 @@ setup(
     python_requires='>=3.9',
     install_requires=read_requirements(),
     extras_require={'test': ['pytest>=7', 'scipy'], 'vision': ['torchvision']},
+    package_data={'basicsr.archs': ['data/*.npy']},  # MiOIR explicit prompt maps
     include_package_data=True,
 )

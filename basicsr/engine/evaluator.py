@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from basicsr.archs.conditions import condition_kwargs
 from basicsr.utils.dist import all_gather_objects, get_dist_info
 from basicsr.utils.img_util import tensor2img, write_image
 
@@ -50,9 +51,10 @@ def settings_for_dataset(settings: Dict[str, Any], ds_opt: Dict[str, Any]) -> Di
 
 
 @torch.no_grad()
-def extra_outputs(pipeline: Any, lq: torch.Tensor) -> Dict[str, torch.Tensor]:
+def extra_outputs(pipeline: Any, lq: torch.Tensor, **conditions: Any) -> Dict[str, torch.Tensor]:
     """All named outputs (stages, log-variance maps) of one whole-image pass of the pipeline's network,
-    with the pipeline's centre crop and padding, cropped back; {} for single-output networks."""
+    with the pipeline's centre crop and padding, cropped back; {} for single-output networks.
+    ``conditions``: the network's extra inputs (see :mod:`basicsr.archs.conditions`)."""
     from basicsr.archs.outputs import NamedOutputs
     from basicsr.inference.padding import center_crop_to_multiple, crop_back, pad_to_multiple
     net = getattr(pipeline, 'net', None)
@@ -62,7 +64,7 @@ def extra_outputs(pipeline: Any, lq: torch.Tensor) -> Dict[str, torch.Tensor]:
         lq = center_crop_to_multiple(lq, pipeline.center_crop_multiple)
     multiple = getattr(pipeline, 'pad_multiple', None)
     x = pad_to_multiple(lq, multiple, 'extra outputs')[0] if multiple else lq
-    out = net(x)
+    out = net(x, **conditions)
     if not isinstance(out, NamedOutputs):
         return {}
     size = tuple(lq.shape[-2:])
@@ -110,7 +112,9 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
     for idx in tqdm(indices, desc=desc, disable=not pbar or rank != 0, unit='img'):
         item = dataset[idx]
         lq = item['lq'].unsqueeze(0).to(device)
-        out = pipeline(lq, item) if getattr(pipeline, 'takes_item', False) else pipeline(lq)
+        cond = condition_kwargs(pipeline.net, item, f'{desc} image {idx}', device, single=True) \
+            if getattr(pipeline, 'conditions', ()) else {}
+        out = pipeline(lq, item) if getattr(pipeline, 'takes_item', False) else pipeline(lq, **cond)
         pred = main_output(out).clamp(0, 1).float().cpu()[0]
         name = Path(item.get('lq_path') or item.get('gt_path') or f'{idx:05d}').stem
         rec: Dict[str, Any] = {'name': name, 'index': idx}
@@ -132,7 +136,7 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
                 write_image(save_dir / 'comparison' / f'{stem}.png',
                             tensor2img(side_by_side(item['lq'].float().cpu(), pred, gt)))
             if save_extra:
-                for oname, t in extra_outputs(pipeline, lq).items():
+                for oname, t in extra_outputs(pipeline, lq, **cond).items():
                     t = t[0].float().cpu()
                     if oname.startswith('var:'):  # log-variance: show as a normalised map
                         t = (t - t.min()) / (t.max() - t.min() + 1e-12)

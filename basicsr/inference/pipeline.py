@@ -21,11 +21,12 @@ pipeline built once follows further training (validation during training needs n
 from __future__ import annotations
 
 import difflib
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from basicsr.archs.conditions import network_conditions
 from basicsr.archs.outputs import main_output
 from basicsr.inference.grids import grids_forward
 from basicsr.inference.padding import (center_crop_to_multiple, crop_back, infer_size_multiple,
@@ -100,6 +101,7 @@ class InferencePipeline:
         self.self_ensemble = bool(self_ensemble)
         self.tlc = self._tlc_options(tlc) if tlc not in (None, False) else None
         self.net = to_local(base, share_weights=True, **self.tlc) if self.tlc else base
+        self._conditions: Dict[str, Any] = {}  # extra network inputs of the current call
 
     # ------------------------------------------------------------------ option checks
     def _tile_options(self, tile: Dict[str, Any], multiple: int) -> Dict[str, Any]:
@@ -157,16 +159,28 @@ class InferencePipeline:
             return gt
         return center_crop_to_multiple(gt, self.center_crop_multiple * scale)
 
+    @property
+    def conditions(self) -> Tuple[str, ...]:
+        """Data keys the network takes besides the image (pass them to ``__call__`` as keywords)."""
+        return network_conditions(self.net)
+
     def _network(self, x: Tensor) -> Tensor:
-        return main_output(self.net(x))
+        return main_output(self.net(x, **self._conditions))
 
     def _ensembled(self, x: Tensor) -> Tensor:
         return self_ensemble(self._network, x) if self.self_ensemble else self._network(x)
 
-    def __call__(self, lq: Tensor) -> Tensor:
-        """Restore ``lq`` (B, C, H, W) float; returns (B, C', H * s, W * s) (H, W after the centre crop)."""
+    def __call__(self, lq: Tensor, **conditions: Any) -> Tensor:
+        """Restore ``lq`` (B, C, H, W) float; returns (B, C', H * s, W * s) (H, W after the centre crop).
+        ``conditions``: the network's extra inputs (e.g. ``task`` for MiOIR explicit prompts), the same for
+        every tile, crop and transform of the image."""
         if lq.dim() != 4:
             raise ValueError(f'the inference pipeline expects a (B, C, H, W) tensor, got shape {tuple(lq.shape)}')
+        missing = [k for k in self.conditions if k not in conditions]
+        if missing:
+            raise ValueError(f'{type(unwrap(self.net)).__name__} needs {missing} besides the image '
+                             f'(e.g. pipeline(lq, task=torch.tensor([3])))')
+        self._conditions = conditions
         if self.center_crop_multiple is not None:
             lq = center_crop_to_multiple(lq, self.center_crop_multiple)
         size = tuple(lq.shape[-2:])

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from basicsr.archs.conditions import example_conditions
 from basicsr.utils.registry import TLC_CONVERTER_REGISTRY
 
 __all__ = ['to_local', 'convert_local_', 'TLCSettings', 'LocalWindow', 'LocalAvgPool2d',
@@ -335,7 +336,8 @@ def convert_local_(net: nn.Module, train_size: Sequence[int] = (1, 3, 256, 256),
         m.calibrating = True
     try:
         with torch.no_grad():
-            net(_calibration_input(net, settings.train_size))
+            x = _calibration_input(net, settings.train_size)
+            net(x, **example_conditions(net, x.shape[0], x.device))
     finally:
         for _, m in layers:
             m.calibrating = False

@@ -7,6 +7,11 @@
   image. Here the *cell size* is fixed at the training cell size (training feature size / grid) and the
   number of cells follows the image (``round(H / cell)``; the per-cell gate is nearest-upsampled).
   With the training grid the output is the original one.
+* MiOIR ``PromptExtractor`` (adaptive prompts, ``*_AP``): the 64-d prompt is a global mean of the
+  extractor's 1/8-resolution features; here it is the local mean over the calibrated window, a channel-last
+  map ``(B, h, w, 64)``, so every modulation site gets per-pixel scale/shift maps (resized bilinearly to its
+  features by ``basicsr.archs.prompt_blocks.modulate``). Explicit prompts (``*_EP``) read a fixed 128x128
+  task map, not the image, so they are left alone.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from torch import Tensor, nn
 from basicsr.inference.tlc import LocalWindow, TLCSettings, expand_local
 from basicsr.utils.registry import TLC_CONVERTER_REGISTRY
 
-__all__ = ['LocalPromptGen', 'LocalPatchAttention']
+__all__ = ['LocalPromptGen', 'LocalPatchAttention', 'LocalPromptPool']
 
 
 class LocalPromptGen(LocalWindow):
@@ -62,6 +67,29 @@ class LocalPatchAttention(LocalWindow):
 
     def extra_repr(self) -> str:
         return f'grid={self.grid}, cell_size={self.kernel_size}, train_size={self.train_size}'
+
+
+class LocalPromptPool(LocalWindow):
+    """MiOIR prompt pooling from local means: ``(B, C, h, w) -> (B, h, w, C)``, or the global ``(B, C)``
+    when the window covers the map (then the network's output is the unconverted one)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        compact, ratio = self.local_mean(x)
+        if ratio == (0, 0):
+            return compact.flatten(1)
+        return expand_local(compact, ratio, x.shape[-2:]).permute(0, 2, 3, 1)
+
+
+@TLC_CONVERTER_REGISTRY.register(name='basicsr.archs.prompt_blocks.PromptExtractor')
+def convert_prompt_extractor(module: nn.Module, settings: TLCSettings) -> Optional[nn.Module]:
+    """Visit an adaptive-prompt extractor's pooling (``extra`` only); keep explicit-prompt ones whole."""
+    return None if settings.extra and module.in_channels != 1 else module
+
+
+@TLC_CONVERTER_REGISTRY.register(name='basicsr.archs.prompt_blocks.PromptPool')
+def convert_prompt_pool(module: nn.Module, settings: TLCSettings) -> Optional[nn.Module]:
+    """MiOIR prompt pooling from local means (reached only through :func:`convert_prompt_extractor`)."""
+    return LocalPromptPool(settings)
 
 
 @TLC_CONVERTER_REGISTRY.register(name='basicsr.archs.promptir_arch.PromptGenBlock')

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from basicsr.archs import build_network
+from basicsr.archs.conditions import condition_kwargs
 from basicsr.engine.schedulers import build_scheduler, warmup_lrs
 from basicsr.models.loss_terms import build_loss_terms
 from basicsr.utils.dist import get_dist_info
@@ -107,6 +108,8 @@ class ImageRestorationModel:
     def feed_data(self, data: Dict[str, Any]) -> None:
         self.lq = data['lq'].to(self.device, non_blocking=True)
         self.gt = data['gt'].to(self.device, non_blocking=True) if 'gt' in data else None
+        # inputs besides the image that the network declares (MiOIR explicit prompts: the task id)
+        self.conditions = condition_kwargs(self.net_g, data, 'training batch', self.device)
 
     def _mixup(self, gt: torch.Tensor, lq: torch.Tensor) -> tuple:
         """Restormer's mixing augmentation with the model's own seeded generator."""
@@ -131,7 +134,7 @@ class ImageRestorationModel:
                 else self.net_g.no_sync()
             with sync:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    out = self.net_g(lq)
+                    out = self.net_g(lq, **self.conditions)
                     losses = OrderedDict((f'l_{k[:-4]}', term(out, gt, lq=lq)) for k, term in self.loss_terms.items())
                 loss = sum(losses.values()) / n
                 if not torch.isfinite(loss):

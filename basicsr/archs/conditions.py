@@ -1,0 +1,54 @@
+"""Inputs a network takes besides the image, read from the data batch.
+
+A network class that needs more than the degraded image lists the batch keys it takes as keyword arguments
+in ``conditions`` (MiOIR's explicit-prompt networks: ``('task',)``, the task id that selects the prompt map).
+The model, the inference pipeline and TLC's calibration pass all go through these helpers, so a new kind
+of conditioning is one class attribute and, for calibration, one example here.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ['network_conditions', 'condition_kwargs', 'example_conditions']
+
+# a harmless value of each known condition for a batch of n, used where only shapes matter (TLC calibration)
+_EXAMPLES: Dict[str, Callable[[int], Any]] = {'task': lambda n: torch.zeros(n, dtype=torch.long)}
+
+
+def network_conditions(net: Any) -> Tuple[str, ...]:
+    """Batch keys ``net`` takes as keyword arguments (unwrapping DDP / ``.module`` wrappers)."""
+    while not hasattr(net, 'conditions') and isinstance(getattr(net, 'module', None), nn.Module):
+        net = net.module
+    return tuple(getattr(net, 'conditions', ()))
+
+
+def condition_kwargs(net: Any, batch: Mapping[str, Any], where: str, device: Any = None,
+                     single: bool = False) -> Dict[str, Any]:
+    """The keyword arguments ``net`` needs from ``batch``; ``single``: ``batch`` is one dataset item (values
+    get a batch dimension). Raises a KeyError naming the key when the data does not provide it."""
+    out: Dict[str, Any] = {}
+    for key in network_conditions(net):
+        if key not in batch:
+            raise KeyError(f"{type(net).__name__} needs '{key}' from the data ({where}), which the dataset does "
+                           f"not provide; use a dataset that labels its samples (MultiTaskDataset gives 'task' "
+                           f"from each task block's 'label')")
+        value = batch[key]
+        if single or not isinstance(value, Tensor):
+            value = torch.as_tensor(value).reshape(-1)
+        out[key] = value.to(device) if device is not None else value
+    return out
+
+
+def example_conditions(net: Any, batch_size: int, device: Any = None) -> Dict[str, Any]:
+    """Example keyword arguments for every condition of ``net`` (shape-only uses such as calibration)."""
+    out = {}
+    for key in network_conditions(net):
+        if key not in _EXAMPLES:
+            raise KeyError(f"{type(net).__name__} takes '{key}', which has no example value; add one to "
+                           f'basicsr.archs.conditions._EXAMPLES')
+        value = _EXAMPLES[key](batch_size)
+        out[key] = value.to(device) if device is not None and isinstance(value, Tensor) else value
+    return out
