@@ -105,7 +105,7 @@ class SwinTransformerBlock(nn.Module):
         x = self.norm1(x).view(b, h, w, c)
         if shift:
             x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-        windows = window_partition(x, win).view(-1, win * win, c)
+        windows = window_partition(x, win).reshape(-1, win * win, c)
         windows = self.attn(windows, mask=self._mask_for(x_size, x))
         x = window_reverse(windows.view(-1, win, win, c), win, h, w)
         if shift:

@@ -199,7 +199,7 @@ class LeWinTransformerBlock(nn.Module):
         x = self.norm1(x).view(b, h, w, c)
         if shift:
             x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-        windows = window_partition(x, win).view(-1, win * win, c)
+        windows = window_partition(x, win).reshape(-1, win * win, c)
         if self.modulator is not None:
             windows = windows + self.modulator.weight
         windows = self.attn(windows, mask=shift_mask if shift else None)
