@@ -3,12 +3,17 @@ prompt modulation is the only difference from the plain networks."""
 import json
 from pathlib import Path
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 from basicsr.archs import build_network
-from basicsr.archs.prompt_blocks import PROMPT_NF, explicit_prompt_maps
+from basicsr.archs.conditions import network_conditions
+from basicsr.archs.prompt_blocks import PROMPT_NF, PromptPool, explicit_prompt_maps
+from basicsr.inference.tlc import to_local
+from basicsr.inference.tlc_extra import LocalPromptPool
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 MANIFESTS = SHARED / 'reference' / 'arch_manifests'
@@ -119,6 +124,11 @@ def test_adaptive_prompt_tensor_call_equals_image_as_prompt(base):
         assert torch.equal(net(x), net([x, x]))
 
 
+@pytest.mark.parametrize('base,kind', VARIANTS)
+def test_only_explicit_prompt_networks_take_the_task_from_the_batch(base, kind):
+    assert network_conditions(_build(base, kind)) == (('task',) if kind == 'EP' else ())
+
+
 @pytest.mark.parametrize('base', ['SwinIR', 'Uformer'])
 def test_explicit_prompt_without_task_is_an_actionable_error(base):
     with pytest.raises(ValueError, match='task='):
@@ -198,3 +208,48 @@ def test_one_image_one_window_high_and_several_wide(base, overrides):
     x = _rand(1, 3, 32, 64) if base == 'Uformer' else _rand(1, 3, 4, 8)
     with torch.no_grad():
         assert net(x, task=[1]).shape == x.shape
+
+
+@pytest.mark.parametrize('base', ['SwinIR', 'Uformer'])
+def test_tlc_extra_makes_adaptive_prompts_local_through_the_token_sites(base):
+    net = _build(base, 'AP')
+    _randomize_prompt_linears(net)
+    local = to_local(net, train_size=(1, 3, 32, 32), extra=True)
+    extractor = local.F_ext_net if base == 'SwinIR' else local.F_ext_net1
+    assert isinstance(extractor.pool, LocalPromptPool)
+    small, large = _rand(1, 3, 32, 32), _rand(1, 3, 96, 128, seed=1)
+    with torch.no_grad():
+        assert torch.equal(local(small), net(small))  # the window covers the whole map: the global prompt
+        assert (local(large) - net(large)).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize('base', ['SwinIR', 'Uformer'])
+def test_tlc_calibrates_explicit_prompt_networks_with_a_task_and_keeps_their_prompt(base):
+    net = _build(base, 'EP')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # nothing to convert: TLC says so
+        local = to_local(net, train_size=(1, 3, 32, 32), extra=True)
+    extractor = local.F_ext_net if base == 'SwinIR' else local.F_ext_net1
+    assert type(extractor.pool) is PromptPool
+    x = _rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(local(x, task=[5]), net(x, task=[5]))
+
+
+def test_uformer_sites_read_the_official_extractors():
+    """Site 0 (bottleneck) and 1 (decoder 0) read F_ext_net1, sites 2-5 read F_ext_net2-5."""
+    net = _build('Uformer', 'AP')
+    x = _rand(1, 3, 32, 32)
+    feeds = {'0': 1, '1': 1, '2': 2, '3': 3, '4': 4, '5': 5}
+    with torch.no_grad():
+        for key, source in feeds.items():
+            _zero_prompt_linears(net)
+            getattr(net, f'prompt_scale{key}').weight.normal_(0, 0.5)
+            before = net(x)
+            for i in range(1, 6):  # another extractor's output must not matter, the site's own must
+                bias = getattr(net, f'F_ext_net{i}').conv3.bias
+                saved = bias.clone()
+                bias += 1.0
+                changed = not torch.equal(net(x), before)
+                bias.copy_(saved)
+                assert changed == (i == source), f'site {key} and F_ext_net{i}'

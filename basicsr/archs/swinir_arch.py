@@ -370,6 +370,7 @@ class SwinIR_EP(_SwinIRPrompt):  # noqa: N801 (official name)
     """MiOIR SwinIR with an explicit prompt: the task's fixed 128x128 map, ``[lq, map]`` or ``task=ids``."""
 
     explicit_prompt = True
+    conditions = ('task', )  # batch key passed to forward (see basicsr.archs.conditions)
 
 
 @ARCH_REGISTRY.register()

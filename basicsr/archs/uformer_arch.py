@@ -435,6 +435,7 @@ class Uformer_EP(_UformerPrompt):  # noqa: N801 (official name)
     """MiOIR Uformer with an explicit prompt: the task's fixed 128x128 map, ``[lq, map]`` or ``task=ids``."""
 
     explicit_prompt = True
+    conditions = ('task', )  # batch key passed to forward (see basicsr.archs.conditions)
 
 
 @ARCH_REGISTRY.register()
