@@ -339,6 +339,8 @@ class _SwinIRPrompt(SwinIR):
     output (``prompt_*_last``) before the mean is added back.
     ``forward(x, task=None)``: ``x`` is the official ``[lq, prompt]`` or the image alone (see
     :func:`basicsr.archs.prompt_blocks.split_prompt_input`). Output ``(B, in_chans, H*upscale, W*upscale)``.
+    The official code fixes the body and output sites at 180 and 3 channels (it runs only with
+    ``embed_dim=180``, ``in_chans=3``); here they follow ``embed_dim`` and ``in_chans``.
     """
 
     explicit_prompt = False

@@ -409,7 +409,8 @@ class _UformerPrompt(Uformer):
     64)`` maps after TLC conversion) modulate the bottleneck output (site 0, extractor 1), the decoder outputs
     (sites 1-4, extractors 1-4) and the output projection before the input residual (site 5, extractor 5).
     ``forward(x, task=None)``: ``x`` is the official ``[lq, prompt]`` or the image alone (see
-    :func:`basicsr.archs.prompt_blocks.split_prompt_input`). Output ``(B, in_chans, H, W)``.
+    :func:`basicsr.archs.prompt_blocks.split_prompt_input`). Output ``(B, in_chans, H, W)``. The official
+    output site has 3 channels whatever ``in_chans``; here it has ``in_chans`` (the same for RGB).
     """
 
     explicit_prompt = False
