@@ -176,7 +176,7 @@ def shifted_window_mask(h: int, w: int, win: int, shift: int, device=None, dtype
         for cols in bands:
             region[:, rows, cols, :] = label
             label += 1
-    labels = window_partition(region, win).view(-1, win * win)
+    labels = window_partition(region, win).reshape(-1, win * win)  # may be a non-contiguous view
     diff = labels.unsqueeze(1) - labels.unsqueeze(2)
     return diff.masked_fill(diff != 0, MASK_VALUE).masked_fill(diff == 0, 0.0)
 

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from basicsr.archs.conditions import example_conditions
+
 __all__ = ['ModelStats', 'count_parameters', 'count_flops', 'peak_memory', 'peak_forward_memory', 'input_channels',
            'example_input', 'model_stats', 'format_count']
 
@@ -107,14 +109,14 @@ def peak_memory(fn: Callable[[], Any], device: Any = 'cpu') -> int:
     return int(peak)
 
 
-def peak_forward_memory(net: nn.Module, *inputs: Any) -> int:
+def peak_forward_memory(net: nn.Module, *inputs: Any, **kwargs: Any) -> int:
     """Peak bytes allocated by one eval forward pass under ``no_grad`` beyond what existed before it."""
     net.eval()
     device = next(iter(net.parameters()), torch.empty(0)).device
 
     def forward() -> None:
         with torch.no_grad():
-            net(*inputs)
+            net(*inputs, **kwargs)
     return peak_memory(forward, device)
 
 
@@ -170,7 +172,7 @@ def model_stats(opt: Dict[str, Any], size: Sequence[int] = (256, 256), memory: b
         params = count_parameters(meta_net)
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
-            out = meta_net.eval()(x)
+            out = meta_net.eval()(x, **example_conditions(meta_net, batch, 'meta'))
         flops, out_shape, in_shape = int(counter.get_total_flops()), _output_shape(out), tuple(x.shape)
     except (NotImplementedError, RuntimeError, ValueError):
         flops_device = 'cpu'  # a forward that needs real values (data-dependent shapes, .item())
@@ -181,10 +183,10 @@ def model_stats(opt: Dict[str, Any], size: Sequence[int] = (256, 256), memory: b
         params = count_parameters(net)
         in_shape = tuple(x.shape)
         if flops is None:
-            flops = count_flops(net, x)
+            flops = count_flops(net, x, **example_conditions(net, batch))
             with torch.no_grad():
-                out_shape = _output_shape(net(x))
-    peak = peak_forward_memory(net, x) if memory else None
+                out_shape = _output_shape(net(x, **example_conditions(net, batch)))
+    peak = peak_forward_memory(net, x, **example_conditions(net, batch)) if memory else None
     return ModelStats(opt['type'], params, flops, in_shape, out_shape, peak, flops_device)
 
 
