@@ -175,3 +175,15 @@ def test_unknown_kwarg_lists_accepted_ones():
 def test_invalid_configurations_raise_clear_errors(opt, match):
     with pytest.raises(ValueError, match=match):
         build_network(opt)
+
+
+def test_shifted_windows_one_window_high():
+    """H equal to the window and W larger: the shifted-window mask must not need a contiguous view."""
+    import torch
+
+    from basicsr.archs import build_network
+    net = build_network({'type': 'SwinIR', 'upscale': 1, 'img_size': 8, 'window_size': 4, 'embed_dim': 12,
+                         'depths': [2], 'num_heads': [2], 'upsampler': ''}).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 4, 8))
+    assert out.shape == (1, 3, 4, 8) and torch.isfinite(out).all()
