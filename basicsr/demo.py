@@ -55,6 +55,9 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                         'the training size given by --tlc-train-size)')
     parser.add_argument('--tlc-train-size', type=int, default=256,
                         help='training patch size for --tlc (the bundled model was trained on 64 px patches)')
+    parser.add_argument('--task', default=None,
+                        help='task for networks that take one (MiOIR *_EP explicit prompts): an id 0..6 or a name '
+                             '(blur, noise, jpeg, rain, haze, dark, sr)')
     args = parser.parse_args(argv)
 
     import torch
@@ -91,6 +94,16 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     if args.tlc and not settings.get('tlc'):
         settings['tlc'] = {'train_size': [1, in_ch, args.tlc_train_size, args.tlc_train_size]}
     pipeline = build_inference(net, settings, where='test')
+    conditions = {}
+    if 'task' in pipeline.conditions:
+        from basicsr.archs.prompt_blocks import MIOIR_TASKS
+        if args.task is None:
+            raise SystemExit(f'error: {opt["network_g"]["type"]} needs --task (an id 0..6 or one of '
+                             f'{", ".join(MIOIR_TASKS)})')
+        task = MIOIR_TASKS.index(args.task) if args.task in MIOIR_TASKS else None
+        if task is None and not args.task.isdigit():
+            raise SystemExit(f'error: --task {args.task!r} is neither an id 0..6 nor one of {", ".join(MIOIR_TASKS)}')
+        conditions['task'] = torch.tensor([int(args.task) if task is None else task], device=device)
     out_dir = args.output
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
@@ -98,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         lq = img2tensor(read_image(path, channels=in_ch))
         start = time.time()
         with torch.no_grad():
-            out = main_output(pipeline(lq.unsqueeze(0).to(device))).clamp(0, 1).float().cpu()[0]
+            out = main_output(pipeline(lq.unsqueeze(0).to(device), **conditions)).clamp(0, 1).float().cpu()[0]
         seconds = time.time() - start
         name = path.stem[:-len(NOISY_TAG)] if path.stem.endswith(NOISY_TAG) else path.stem
         write_image(out_dir / f'{name}_restored.png', tensor2img(out))

@@ -191,3 +191,19 @@ def test_training_an_explicit_prompt_network_feeds_the_task(tmp_path):
     Trainer(opt).train()
     metrics = (Path(opt['path']['experiments_root']) / 'val_results' / 'metrics.json').read_text()
     assert 'psnr' in metrics
+
+
+def test_demo_takes_the_task_of_an_explicit_prompt_network(tmp_path):
+    import yaml
+
+    from basicsr import demo
+    net = build_network({'type': 'SRResNet_EP', **SR})
+    torch.save({'params': net.state_dict()}, tmp_path / 'ep.pth')
+    (tmp_path / 'ep.yml').write_text(yaml.safe_dump({'network_g': {'type': 'SRResNet_EP', **SR}}))
+    args = ['--opt', str(tmp_path / 'ep.yml'), '--weights', str(tmp_path / 'ep.pth'), '--output', str(tmp_path / 'o')]
+    with pytest.raises(SystemExit, match='needs --task'):
+        demo.main(args)
+    with pytest.raises(SystemExit, match="'fog' is neither"):
+        demo.main(args + ['--task', 'fog'])
+    records = demo.main(args + ['--task', 'noise'])
+    assert records and (tmp_path / 'o' / f"{Path(records[0]['image']).stem.replace('_noisy', '')}_restored.png").is_file()
