@@ -172,7 +172,7 @@ def model_stats(opt: Dict[str, Any], size: Sequence[int] = (256, 256), memory: b
         params = count_parameters(meta_net)
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
-            out = meta_net.eval()(x, **example_conditions(meta_net, batch, 'meta'))
+            out = meta_net.eval()(x, **example_conditions(meta_net, batch))  # ids stay on the CPU
         flops, out_shape, in_shape = int(counter.get_total_flops()), _output_shape(out), tuple(x.shape)
     except (NotImplementedError, RuntimeError, ValueError):
         flops_device = 'cpu'  # a forward that needs real values (data-dependent shapes, .item())
