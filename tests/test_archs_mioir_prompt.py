@@ -207,3 +207,19 @@ def test_demo_takes_the_task_of_an_explicit_prompt_network(tmp_path):
         demo.main(args + ['--task', 'fog'])
     records = demo.main(args + ['--task', 'noise'])
     assert records and (tmp_path / 'o' / f"{Path(records[0]['image']).stem.replace('_noisy', '')}_restored.png").is_file()
+
+
+def test_ensemble_members_read_the_task_from_the_sample(tmp_path):
+    import yaml
+
+    from basicsr.ensemble.pipeline import build_members
+    net = _randomised(build_network({'type': 'SRResNet_EP', **SR}))
+    torch.save({'params': net.state_dict()}, tmp_path / 'ep.pth')
+    (tmp_path / 'ep.yml').write_text(yaml.safe_dump({'network_g': {'type': 'SRResNet_EP', **SR}}))
+    (member, ) = build_members([{'opt': str(tmp_path / 'ep.yml'), 'weights': str(tmp_path / 'ep.pth')}],
+                               torch.device('cpu'))
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(member(x, {'lq_path': 'a.png', 'task': 4}), net(x, task=[4]), atol=1e-6, rtol=0)
+    with pytest.raises(KeyError, match="needs 'task'"):
+        member(x, {'lq_path': 'a.png'})

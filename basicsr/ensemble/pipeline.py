@@ -24,10 +24,11 @@ from typing import Any, Callable, Dict, List, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from basicsr.archs.conditions import condition_kwargs
 from basicsr.ensemble.folders import find_image, read_image_255
 from basicsr.ensemble.runner import apply_unit_range, build_ensemble_from_opt
 
-Member = Callable[[Tensor, str], Tensor]
+Member = Callable[[Tensor, Mapping[str, Any]], Tensor]
 
 
 def _model_member(spec: Mapping[str, Any], device: torch.device, index: int) -> Member:
@@ -45,8 +46,18 @@ def _model_member(spec: Mapping[str, Any], device: torch.device, index: int) -> 
     load_pretrained(net, str(weights), key=spec.get('param_key', 'auto'))
     net = net.to(device).eval()
     settings = {**(opt.get('val') or {}), **(opt.get('test') or {})}
-    pipeline = build_inference(net, settings, where=f'ensemble.members[{index}]')
-    return lambda lq, name: pipeline(lq)
+    where = f'ensemble.members[{index}]'
+    pipeline = build_inference(net, settings, where=where)
+
+    def member(lq: Tensor, item: Mapping[str, Any]) -> Tensor:
+        # networks with extra inputs (MiOIR explicit prompts: the task) read them from the sample
+        return pipeline(lq, **condition_kwargs(pipeline.net, item, where, lq.device, single=True))
+    return member
+
+
+def _item_name(item: Mapping[str, Any]) -> str:
+    """Image name (file stem) of a dataset item; stored predictions are found by it."""
+    return Path(item.get('lq_path') or item.get('gt_path') or '').stem
 
 
 def _folder_member(spec: Mapping[str, Any], index: int) -> Member:
@@ -54,14 +65,14 @@ def _folder_member(spec: Mapping[str, Any], index: int) -> Member:
     if not folder.is_dir():
         raise ValueError(f'ensemble.members[{index}].predictions: folder {folder} does not exist')
 
-    def member(lq: Tensor, name: str) -> Tensor:
-        pred = read_image_255(find_image(folder, name)).unsqueeze(0) / 255.0
+    def member(lq: Tensor, item: Mapping[str, Any]) -> Tensor:
+        pred = read_image_255(find_image(folder, _item_name(item))).unsqueeze(0) / 255.0
         return pred.to(lq.device)
     return member
 
 
 def build_members(specs: Sequence[Mapping[str, Any]], device: torch.device) -> List[Member]:
-    """One callable ``(lq (1, C, H, W) in [0, 1], image name) -> (1, 3, H', W')`` per member."""
+    """One callable ``(lq (1, C, H, W) in [0, 1], dataset item) -> (1, 3, H', W')`` per member."""
     if not specs:
         raise ValueError("ensemble.members: list at least one base model ({opt, weights} or {predictions})")
     members = []
@@ -89,8 +100,8 @@ class EnsemblePipeline:
     def __call__(self, lq: Tensor, item: Dict[str, Any]) -> Tensor:
         if lq.shape[0] != 1:
             raise ValueError(f'the ensemble pipeline restores one image at a time, got a batch of {lq.shape[0]}')
-        name = Path(item.get('lq_path') or item.get('gt_path') or '').stem
-        outs = [m(lq, name).float() for m in self.members]
+        name = _item_name(item)
+        outs = [m(lq, item).float() for m in self.members]
         sizes = {tuple(o.shape) for o in outs}
         if len(sizes) != 1:
             raise ValueError(f'image {name!r}: the base models gave outputs of different shapes {sorted(sizes)}')
