@@ -24,13 +24,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['PromptExtractor', 'PromptPool', 'add_prompt_linears', 'modulate', 'explicit_prompt_maps',
+__all__ = ['ExplicitPrompt', 'PromptExtractor', 'PromptPool', 'add_prompt_linears', 'modulate', 'explicit_prompt_maps',
            'split_prompt_input', 'MIOIR_TASKS', 'PROMPT_NF']
 
 PROMPT_NF = 64  # width of the prompt vector (fixed in the official code)
 # row of type7.npy for each MiOIR task (blur, noise, jpeg, rain, haze, dark/low-light, sr)
 MIOIR_TASKS = ('blur', 'noise', 'jpeg', 'rain', 'haze', 'dark', 'sr')
 _TYPE7 = Path(__file__).with_name('data') / 'mioir_type7.npy'
+
+
+class ExplicitPrompt:
+    """Mixin of the ``*_EP`` networks: the prompt is the task's fixed map, so the task id is an input the
+    network takes from the data (``conditions``, see :mod:`basicsr.archs.conditions`)."""
+
+    explicit_prompt = True
+    conditions = ('task', )
 
 
 class PromptPool(nn.Module):

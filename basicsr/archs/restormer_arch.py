@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from basicsr.archs.input_size import pad_to_multiple
-from basicsr.archs.prompt_blocks import PromptExtractor, add_prompt_linears, modulate, split_prompt_input
+from basicsr.archs.prompt_blocks import (ExplicitPrompt, PromptExtractor, add_prompt_linears, modulate,
+                                          split_prompt_input)
 from basicsr.archs.transformer_blocks import (ConvFactory, Downsample, OverlapPatchEmbed, Upsample, level_dims,
                                               transformer_stage)
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -197,15 +198,10 @@ class _RestormerPrompt(RestormerUNet):
 
 
 @ARCH_REGISTRY.register()
-class Restormer_EP(_RestormerPrompt):  # noqa: N801 (official name)
+class Restormer_EP(ExplicitPrompt, _RestormerPrompt):  # noqa: N801 (official name)
     """MiOIR Restormer with an explicit prompt: the task's fixed 128x128 map, ``[lq, map]`` or ``task=ids``."""
-
-    explicit_prompt = True
-    conditions = ('task', )  # batch key passed to forward (see basicsr.archs.conditions)
 
 
 @ARCH_REGISTRY.register()
 class Restormer_AP(_RestormerPrompt):  # noqa: N801 (official name)
     """MiOIR Restormer with an adaptive prompt: the extractors read the degraded image itself."""
-
-    explicit_prompt = False

@@ -20,7 +20,8 @@ from torch import nn
 
 from typing import Any, Optional
 
-from basicsr.archs.prompt_blocks import PROMPT_NF, PromptExtractor, add_prompt_linears, modulate, split_prompt_input
+from basicsr.archs.prompt_blocks import (PROMPT_NF, ExplicitPrompt, PromptExtractor, add_prompt_linears, modulate,
+                                          split_prompt_input)
 from basicsr.archs.sr_blocks import default_init_weights, residual_stack
 from basicsr.utils.registry import ARCH_REGISTRY
 
@@ -187,15 +188,10 @@ class _SRResNetPrompt(SRResNet):
 
 
 @ARCH_REGISTRY.register()
-class SRResNet_EP(_SRResNetPrompt):  # noqa: N801 (official name)
+class SRResNet_EP(ExplicitPrompt, _SRResNetPrompt):  # noqa: N801 (official name)
     """MiOIR SRResNet with an explicit prompt: the task's fixed 128x128 map, ``[lq, map]`` or ``task=ids``."""
-
-    explicit_prompt = True
-    conditions = ('task', )  # batch key passed to forward (see basicsr.archs.conditions)
 
 
 @ARCH_REGISTRY.register()
 class SRResNet_AP(_SRResNetPrompt):  # noqa: N801 (official name)
     """MiOIR SRResNet with an adaptive prompt: the extractor reads the degraded image itself."""
-
-    explicit_prompt = False

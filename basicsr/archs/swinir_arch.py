@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from basicsr.archs.input_size import require_multiple
-from basicsr.archs.prompt_blocks import PromptExtractor, add_prompt_linears, modulate, split_prompt_input
+from basicsr.archs.prompt_blocks import (ExplicitPrompt, PromptExtractor, add_prompt_linears, modulate,
+                                          split_prompt_input)
 from basicsr.archs.sr_blocks import (Mlp, RelativePositionBias, Upsample, UpsampleOneStep, drop_path_or_identity,
                                      shifted_window_mask, trunc_normal_init, window_partition, window_reverse,
                                      windowed_attention)
@@ -368,15 +369,10 @@ class _SwinIRPrompt(SwinIR):
 
 
 @ARCH_REGISTRY.register()
-class SwinIR_EP(_SwinIRPrompt):  # noqa: N801 (official name)
+class SwinIR_EP(ExplicitPrompt, _SwinIRPrompt):  # noqa: N801 (official name)
     """MiOIR SwinIR with an explicit prompt: the task's fixed 128x128 map, ``[lq, map]`` or ``task=ids``."""
-
-    explicit_prompt = True
-    conditions = ('task', )  # batch key passed to forward (see basicsr.archs.conditions)
 
 
 @ARCH_REGISTRY.register()
 class SwinIR_AP(_SwinIRPrompt):  # noqa: N801 (official name)
     """MiOIR SwinIR with an adaptive prompt: the extractor reads the degraded image itself."""
-
-    explicit_prompt = False

@@ -28,7 +28,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from basicsr.archs.input_size import require_multiple
-from basicsr.archs.prompt_blocks import PromptExtractor, add_prompt_linears, modulate, split_prompt_input
+from basicsr.archs.prompt_blocks import (ExplicitPrompt, PromptExtractor, add_prompt_linears, modulate,
+                                          split_prompt_input)
 from basicsr.archs.sr_blocks import (Mlp, RelativePositionBias, drop_path_or_identity, shifted_window_mask,
                                      trunc_normal_init, window_partition, window_reverse, windowed_attention)
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -432,15 +433,10 @@ class _UformerPrompt(Uformer):
 
 
 @ARCH_REGISTRY.register()
-class Uformer_EP(_UformerPrompt):  # noqa: N801 (official name)
+class Uformer_EP(ExplicitPrompt, _UformerPrompt):  # noqa: N801 (official name)
     """MiOIR Uformer with an explicit prompt: the task's fixed 128x128 map, ``[lq, map]`` or ``task=ids``."""
-
-    explicit_prompt = True
-    conditions = ('task', )  # batch key passed to forward (see basicsr.archs.conditions)
 
 
 @ARCH_REGISTRY.register()
 class Uformer_AP(_UformerPrompt):  # noqa: N801 (official name)
     """MiOIR Uformer with an adaptive prompt: the extractor reads the degraded image itself."""
-
-    explicit_prompt = False
