@@ -98,3 +98,18 @@ def test_benchmark_script_prints_a_row_per_type(capsys):
                         '--channels-last']) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| SRResNet |')]
     assert len(rows) == 1 and rows[0].count('|') == 9  # 8 cells: type .. fwd+bwd peak, channels-last time
+
+
+def test_cpu_flop_count_includes_fused_attention():
+    """On CPU, scaled_dot_product_attention runs a fused kernel the counter does not see; the count must
+    still equal the meta-device count (which decomposes attention into matmuls)."""
+    import torch
+
+    from basicsr.archs import build_network
+    from basicsr.utils.model_stats import count_flops
+    cfg = {'type': 'SwinIR', 'upscale': 1, 'img_size': 16, 'window_size': 8, 'embed_dim': 12, 'depths': [2],
+           'num_heads': [2], 'upsampler': ''}
+    cpu = build_network(cfg)
+    with torch.device('meta'):
+        meta = build_network(cfg)
+    assert count_flops(cpu, torch.rand(1, 3, 16, 16)) == count_flops(meta, torch.empty(1, 3, 16, 16, device='meta'))

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from basicsr.archs.conditions import example_conditions
@@ -66,7 +67,8 @@ def count_flops(net: nn.Module, *inputs: Any, **kwargs: Any) -> int:
     net.eval()
     try:
         counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
+        # the math attention path is counted as its matmuls; the fused CPU kernel would not be counted at all
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
             net(*inputs, **kwargs)
     finally:
         net.train(was_training)
