@@ -223,3 +223,45 @@ def test_ensemble_members_read_the_task_from_the_sample(tmp_path):
         torch.testing.assert_close(member(x, {'lq_path': 'a.png', 'task': 4}), net(x, task=[4]), atol=1e-6, rtol=0)
     with pytest.raises(KeyError, match="needs 'task'"):
         member(x, {'lq_path': 'a.png'})
+
+
+class _FixedClassifier(torch.nn.Module):
+    """Scores that always pick ``task`` (stands in for the MiOIR degradation classifier)."""
+
+    def __init__(self, task: int) -> None:
+        super().__init__()
+        self.task = task
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append(tuple(x.shape))
+        return F.one_hot(torch.full((x.shape[0], ), self.task), 7).float()
+
+
+def test_task_classifier_fills_in_the_task_on_the_whole_input():
+    from basicsr.inference.pipeline import InferencePipeline
+    from basicsr.inference.task_classifier import TaskClassifier
+    net = _randomised(build_network({'type': 'SRResNet_EP', **SR}))
+    clf = _FixedClassifier(3)
+    pipe = InferencePipeline(net, task_classifier=TaskClassifier(clf), tile={'size': 32, 'overlap': 16})
+    assert pipe.provided_conditions == ('task', )
+    x = torch.rand(1, 3, 56, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(pipe(x), net(x, task=[3]), atol=1e-5, rtol=0)
+        assert clf.calls == [(1, 3, 56, 48)]  # once, on the whole image, not per tile
+        torch.testing.assert_close(pipe(x, task=torch.tensor([5])), net(x, task=[5]), atol=1e-5, rtol=0)
+        assert len(clf.calls) == 1  # a given label (oracle prompt) wins
+    # the evaluator may then omit the task for unlabelled data
+    assert condition_kwargs(net, {'lq': x}, 'x', optional=pipe.provided_conditions) == {}
+
+
+def test_task_classifier_option_errors(tmp_path):
+    from basicsr.inference.pipeline import InferenceOptionError
+    net = build_network({'type': 'SRResNet_EP', **SR})
+    with pytest.raises(InferenceOptionError, match=r'test.task_classifier must be \{network'):
+        build_inference(net, {'task_classifier': {'weights': 'x.pth'}})
+    with pytest.raises(InferenceOptionError, match='unknown keys'):
+        build_inference(net, {'task_classifier': {'network': {'type': 'SRResNet_AP'}, 'weights': 'x', 'foo': 1}})
+    with pytest.raises(FileNotFoundError, match='test.task_classifier.weights'):
+        build_inference(net, {'task_classifier': {'network': {'type': 'SRResNet_AP', **SR},
+                                                  'weights': str(tmp_path / 'missing.pth')}})

@@ -7,7 +7,7 @@ of conditioning is one class attribute and, for calibration, one example here.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -26,15 +26,18 @@ def network_conditions(net: Any) -> Tuple[str, ...]:
 
 
 def condition_kwargs(net: Any, batch: Mapping[str, Any], where: str, device: Any = None,
-                     single: bool = False) -> Dict[str, Any]:
+                     single: bool = False, optional: Sequence[str] = ()) -> Dict[str, Any]:
     """The keyword arguments ``net`` needs from ``batch``; ``single``: ``batch`` is one dataset item (values
-    get a batch dimension). Raises a KeyError naming the key when the data does not provide it."""
+    get a batch dimension); ``optional``: keys that may be missing (something else provides them, e.g. a
+    task classifier). Raises a KeyError naming the key when the data does not provide it."""
     out: Dict[str, Any] = {}
     for key in network_conditions(net):
+        if key not in batch and key in optional:
+            continue
         if key not in batch:
             raise KeyError(f"{type(net).__name__} needs '{key}' from the data ({where}), which the dataset does "
                            f"not provide; use a dataset that labels its samples (MultiTaskDataset gives 'task' "
-                           f"from each task block's 'label')")
+                           f"from each task block's 'label'; for 'task' at test time, test.task_classifier can predict it)")
         value = batch[key]
         if single or not isinstance(value, Tensor):
             value = torch.as_tensor(value).reshape(-1)

@@ -112,8 +112,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
     for idx in tqdm(indices, desc=desc, disable=not pbar or rank != 0, unit='img'):
         item = dataset[idx]
         lq = item['lq'].unsqueeze(0).to(device)
-        cond = condition_kwargs(pipeline.net, item, f'{desc} image {idx}', device, single=True) \
-            if getattr(pipeline, 'conditions', ()) else {}
+        cond = condition_kwargs(pipeline.net, item, f'{desc} image {idx}', device, single=True,
+                                optional=pipeline.provided_conditions) if getattr(pipeline, 'conditions', ()) else {}
         out = pipeline(lq, item) if getattr(pipeline, 'takes_item', False) else pipeline(lq, **cond)
         pred = main_output(out).clamp(0, 1).float().cpu()[0]
         name = Path(item.get('lq_path') or item.get('gt_path') or f'{idx:05d}').stem

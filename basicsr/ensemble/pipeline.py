@@ -51,7 +51,8 @@ def _model_member(spec: Mapping[str, Any], device: torch.device, index: int) -> 
 
     def member(lq: Tensor, item: Mapping[str, Any]) -> Tensor:
         # networks with extra inputs (MiOIR explicit prompts: the task) read them from the sample
-        return pipeline(lq, **condition_kwargs(pipeline.net, item, where, lq.device, single=True))
+        return pipeline(lq, **condition_kwargs(pipeline.net, item, where, lq.device, single=True,
+                                               optional=pipeline.provided_conditions))
     return member
 
 

@@ -32,13 +32,14 @@ from basicsr.inference.grids import grids_forward
 from basicsr.inference.padding import (center_crop_to_multiple, crop_back, infer_size_multiple,
                                        pad_to_multiple, unwrap)
 from basicsr.inference.self_ensemble import self_ensemble
+from basicsr.inference.task_classifier import TaskClassifier, build_task_classifier, fill_task
 from basicsr.inference.tiling import check_tile_options, tile_forward
 from basicsr.inference.tlc import make_settings, to_local
 
 __all__ = ['InferencePipeline', 'build_inference', 'INFERENCE_OPTION_KEYS']
 
 INFERENCE_OPTION_KEYS = ('pad_multiple', 'window_size', 'center_crop_multiple', 'tile', 'grids', 'crop_size',
-                         'self_ensemble', 'tlc')
+                         'self_ensemble', 'tlc', 'task_classifier')
 _TILE_KEYS = ('size', 'overlap', 'batch', 'blend')
 _GRID_KEYS = ('crop_size', 'batch')
 _TLC_KEYS = ('train_size', 'base_size', 'fast_imp', 'extra')
@@ -73,14 +74,17 @@ class InferencePipeline:
         self_ensemble: average over the 8 flips/rotations.
         tlc: ``{train_size, base_size, fast_imp, extra}`` (``{}`` or True: the defaults) or None/False.
         center_crop_multiple: crop the input centrally to this multiple first (evaluation protocol).
+        task_classifier: predicts ``task`` from the whole input when a call does not give it (MiOIR
+            explicit prompts on unlabelled data, see :mod:`basicsr.inference.task_classifier`).
         where: option-section name used in error messages (``'test'``, ``'val'``).
     """
 
     def __init__(self, net: nn.Module, pad_multiple: Any = 'auto', tile: Optional[Dict[str, Any]] = None,
                  grids: Optional[Dict[str, Any]] = None, self_ensemble: bool = False,
                  tlc: Optional[Dict[str, Any]] = None, center_crop_multiple: Optional[int] = None,
-                 where: str = 'test') -> None:
+                 task_classifier: Optional[TaskClassifier] = None, where: str = 'test') -> None:
         self.where = where
+        self.task_classifier = task_classifier
         base = unwrap(net)
         net_multiple = infer_size_multiple(base)
         if pad_multiple == 'auto':
@@ -164,6 +168,11 @@ class InferencePipeline:
         """Data keys the network takes besides the image (pass them to ``__call__`` as keywords)."""
         return network_conditions(self.net)
 
+    @property
+    def provided_conditions(self) -> Tuple[str, ...]:
+        """Conditions the pipeline can supply itself when a call omits them (``task`` from the classifier)."""
+        return ('task', ) if self.task_classifier is not None and 'task' in self.conditions else ()
+
     def _network(self, x: Tensor) -> Tensor:
         return main_output(self.net(x, **self._conditions))
 
@@ -176,10 +185,12 @@ class InferencePipeline:
         every tile, crop and transform of the image."""
         if lq.dim() != 4:
             raise ValueError(f'the inference pipeline expects a (B, C, H, W) tensor, got shape {tuple(lq.shape)}')
+        if self.provided_conditions:
+            conditions = fill_task(conditions, self.task_classifier, lq)  # on the whole, uncropped input
         missing = [k for k in self.conditions if k not in conditions]
         if missing:
             raise ValueError(f'{type(unwrap(self.net)).__name__} needs {missing} besides the image '
-                             f'(e.g. pipeline(lq, task=torch.tensor([3])))')
+                             f'(e.g. pipeline(lq, task=torch.tensor([3])), or {self.where}.task_classifier)')
         self._conditions = conditions
         if self.center_crop_multiple is not None:
             lq = center_crop_to_multiple(lq, self.center_crop_multiple)
@@ -226,6 +237,14 @@ def build_inference(net: nn.Module, opt: Optional[Dict[str, Any]] = None, where:
         grids = {'crop_size': opt.get('crop_size')} if opt.get('crop_size') is not None else {}
     elif grids is False:
         grids = None
+    classifier = None
+    if opt.get('task_classifier') is not None:
+        device = next(iter(net.parameters()), torch.empty(0)).device
+        try:
+            classifier = build_task_classifier(opt['task_classifier'], f'{where}.task_classifier', device)
+        except ValueError as exc:
+            raise InferenceOptionError(str(exc)) from None
     return InferencePipeline(net, pad_multiple=pad, tile=opt.get('tile'), grids=grids,
                              self_ensemble=bool(opt.get('self_ensemble', False)), tlc=opt.get('tlc'),
-                             center_crop_multiple=opt.get('center_crop_multiple'), where=where)
+                             center_crop_multiple=opt.get('center_crop_multiple'), task_classifier=classifier,
+                             where=where)

@@ -136,6 +136,8 @@ INFERENCE_KEYS = {
     'crop_size': Key((int, type(None)), doc='grids crop size (HINet option files)'),
     'self_ensemble': Key((bool, type(None))),
     'tlc': Key((dict, type(None)), open_children=True, children={}, doc='{train_size, base_size, fast_imp}'),
+    'task_classifier': Key((dict, type(None)), open_children=True, children={},
+                           doc='{network, weights, param_key}: predicts the task of explicit-prompt networks'),
 }
 
 DATASET_KEYS = {

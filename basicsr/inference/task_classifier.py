@@ -1,0 +1,68 @@
+"""Task prediction for networks that take a task id (MiOIR explicit prompts) on data without task labels.
+
+MiOIR evaluates its ``*_EP`` networks with a degradation classifier: the classifier reads the whole degraded
+image, its argmax is the task id, and that id selects the explicit prompt (the official ``*_EP_class``
+models; also on out-of-distribution and real-world sets, where no label exists). Configured as::
+
+    test:
+      task_classifier:
+        network: {type: <classifier type>}       # any network mapping (B, 3, H, W) to (B, num_tasks) scores
+        weights: path/to/classifier.pth
+        param_key: params                        # optional, default 'auto'
+
+A dataset that does provide ``task`` keeps its label (the oracle prompt); the classifier only fills it in
+when it is missing.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ['TaskClassifier', 'build_task_classifier', 'fill_task']
+
+_KEYS = ('network', 'weights', 'param_key')
+
+
+class TaskClassifier:
+    """``lq (B, C, H, W) in [0, 1] -> task ids (B,)``: the argmax of a classifier network's scores."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net.eval()
+
+    @torch.no_grad()
+    def __call__(self, lq: Tensor) -> Tensor:
+        scores = self.net(lq)
+        if not isinstance(scores, Tensor) or scores.dim() != 2 or scores.shape[0] != lq.shape[0]:
+            shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+            raise ValueError(f'task_classifier: {type(self.net).__name__} must return (B, num_tasks) scores for a '
+                             f'batch of {lq.shape[0]}, got {shape}')
+        return scores.argmax(dim=1)
+
+
+def build_task_classifier(opt: Mapping[str, Any], where: str, device: Any = None) -> TaskClassifier:
+    """Build and load the classifier of a ``task_classifier`` block (keys ``network``, ``weights``,
+    ``param_key``); ``where`` is the dotted option name used in errors."""
+    from basicsr.archs import build_network
+    from basicsr.archs.pretrained import load_pretrained
+    if not isinstance(opt, Mapping) or not isinstance(opt.get('network'), Mapping) or not opt.get('weights'):
+        raise ValueError(f'{where} must be {{network: {{type: ...}}, weights: FILE}}, got {opt!r}')
+    unknown = sorted(set(opt) - set(_KEYS))
+    if unknown:
+        raise ValueError(f'{where}: unknown keys {unknown}; accepted: {list(_KEYS)}')
+    net: nn.Module = build_network(dict(opt['network']))
+    try:
+        load_pretrained(net, str(opt['weights']), key=opt.get('param_key', 'auto'))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f'{where}.weights: {exc}') from exc
+    if device is not None:
+        net = net.to(device)
+    return TaskClassifier(net)
+
+
+def fill_task(conditions: Dict[str, Any], classifier: TaskClassifier, lq: Tensor) -> Dict[str, Any]:
+    """``conditions`` with ``task`` predicted from ``lq`` when it is missing."""
+    if 'task' in conditions:
+        return conditions
+    return {**conditions, 'task': classifier(lq)}
