@@ -11,9 +11,11 @@ from basicsr.utils.options import parse_options
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared' / 'data'
 TRAIN = sorted((ROOT / 'options' / 'train' / 'AllInOne').glob('*.yml')) + \
-    sorted((ROOT / 'options' / 'train' / 'MPRNet').glob('*.yml'))
+    sorted((ROOT / 'options' / 'train' / 'MPRNet').glob('*.yml')) + \
+    sorted((ROOT / 'options' / 'train' / 'MiOIR').glob('*.yml'))
 TEST = sorted((ROOT / 'options' / 'test' / 'AllInOne').glob('*.yml')) + \
-    sorted((ROOT / 'options' / 'test' / 'MPRNet').glob('*.yml'))
+    sorted((ROOT / 'options' / 'test' / 'MPRNet').glob('*.yml')) + [ROOT / 'options' / 'test' / 'MiOIR' /
+                                                                     'SRResNet_AP_allinone_small.yml']
 
 
 def _train(name: str) -> dict:
@@ -130,3 +132,20 @@ def test_small_recipes_build_their_data_and_network(small_data, name):
     assert sample['lq'].shape == sample['gt'].shape
     net = build_network(opt['network_g'])
     assert sum(p.numel() for p in net.parameters()) > 0
+
+
+MIOIR_TEST = [p for p in sorted((ROOT / 'options' / 'test' / 'MiOIR').glob('*.yml'))
+              if p.name == 'mioir_sets.yml' or 'mioir_sets.yml' in p.read_text()]
+
+
+@pytest.mark.parametrize('path', MIOIR_TEST, ids=lambda p: p.name)
+def test_mioir_test_recipes_parse_and_label_sets_with_the_prompt_ids(path):
+    from basicsr.archs.prompt_blocks import MIOIR_TASKS
+    opt = parse_options(path, is_train=False, check_paths=False, root=ROOT)
+    sets = opt['datasets']
+    labelled = [ds for ds in sets.values() if ds['type'] == 'MultiTaskDataset']
+    assert len(sets) == 19 and len(labelled) == 14
+    for ds in labelled:
+        (task, ) = ds['tasks']
+        assert MIOIR_TASKS[task['label']] == task['name']
+        assert ds['name'].endswith(task['name']) and task['dataroot_lq'].split('/')[-1].startswith(task['name'])
