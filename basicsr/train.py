@@ -34,6 +34,9 @@ def main(argv=None) -> dict:
     init_dist_from_env(opt['dist_params'].get('backend'), opt['dist_params'].get('timeout_minutes', 30))
     from basicsr.engine.trainer import Trainer
     try:
+        if opt.get('sequential'):  # MiOIR sequential learning: one run per stage, see basicsr/engine/sequential.py
+            from basicsr.engine.sequential import train_sequential
+            return train_sequential(opt)[-1].losses
         return Trainer(opt).train()
     finally:
         cleanup()

@@ -44,7 +44,7 @@ def unwrap(net: nn.Module) -> nn.Module:
 class ImageRestorationModel:
     """Restoration model: ``lq -> net_g -> output`` trained against ``gt``.
 
-    Option keys used: ``network_g``, ``path.{pretrain_network_g, param_key_g, strict_load_g}``,
+    Option keys used: ``network_g``, ``path.{pretrain_network_g, param_key_g, strict_load_g, param_key_g_ema}``,
     ``train.{optim_g, scheduler, warmup_iter, ema_decay, ema_warmup, use_grad_clip, grad_clip_norm,
     accumulate_grad, amp, mixing_augs, *_opt}``.
     """
@@ -75,6 +75,7 @@ class ImageRestorationModel:
             self.net_g_ema = copy.deepcopy(self.net_g).eval()
             for p in self.net_g_ema.parameters():
                 p.requires_grad_(False)
+        self._load_pretrained_ema()
         self.loss_terms = build_loss_terms(train).to(self.device)
         self.accumulate = int(train.get('accumulate_grad', 1))
         amp = train.get('amp') or None
@@ -103,6 +104,21 @@ class ImageRestorationModel:
         if train.get('scheduler'):
             self.schedulers = [build_scheduler(o, train['scheduler']) for o in self.optimizers]
         self.mix_gen = torch.Generator().manual_seed(int(self.opt.get('manual_seed') or 0) + rank)
+
+    def _load_pretrained_ema(self) -> None:
+        """``path.param_key_g_ema``: start the EMA copy from that key of ``pretrain_network_g`` (BasicSR loads
+        ``params_ema`` there; MiOIR's sequential stages rely on it) instead of a copy of the loaded network."""
+        paths = self.opt.get('path') or {}
+        key = paths.get('param_key_g_ema')
+        if not key:
+            return
+        if not paths.get('pretrain_network_g') or self.net_g_ema is None:
+            raise ValueError(f"path.param_key_g_ema ('{key}') needs path.pretrain_network_g and train.ema_decay > 0 "
+                             f"(got pretrain_network_g={paths.get('pretrain_network_g')!r}, "
+                             f'ema_decay={self.ema_decay})')
+        from basicsr.archs.pretrained import load_pretrained
+        load_pretrained(self.net_g_ema, paths['pretrain_network_g'], key=key, strict=paths.get('strict_load_g', True))
+        get_logger().info(f"loaded the EMA network from {paths['pretrain_network_g']} (key '{key}')")
 
     # ------------------------------------------------------------------ training step
     def feed_data(self, data: Dict[str, Any]) -> None:

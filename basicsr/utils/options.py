@@ -180,6 +180,7 @@ SCHEMA: Dict[str, Key] = {
         'strict_load_g': Key(bool, default=True), 'resume_state': Key(OPT_STR, path=True),
         'experiments_root': Key(OPT_STR), 'results_root': Key(OPT_STR), 'root': Key(OPT_STR),
         'ignore_resume_networks': Key((list, type(None))), 'auto_resume': Key(bool, default=True),
+        'param_key_g_ema': Key(OPT_STR, doc='initialise the EMA copy from this key of pretrain_network_g'),
     }),
     'train': Key(dict, children={
         'optim_g': Key(dict), 'scheduler': Key(dict, open_children=True),
@@ -207,6 +208,9 @@ SCHEMA: Dict[str, Key] = {
     'dist_params': Key(dict, default={}, children={
         'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int)}),
     'ensemble': Key(dict, open_children=True),
+    'sequential': Key(dict, children={
+        'order': Key(list, required=True), 'stage_iters': Key(list, required=True),
+        'stage_periods': Key((int, list, type(None)))}, doc='MiOIR sequential learning, basicsr/engine/sequential.py'),
 }
 
 # training-only loss keys follow the BasicSR ``*_opt`` convention (pixel_opt, edge_opt, ...)
@@ -224,6 +228,9 @@ def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True)
     errors: List[str] = []
     _check_mapping(opt, SCHEMA, '', source, errors, check_paths)
     _check_registry_blocks(opt, source, errors)
+    if isinstance(opt.get('sequential'), dict):
+        from basicsr.engine.sequential import sequential_problems
+        errors += sequential_problems(opt)
     if errors:
         raise OptionError(f'{len(errors)} problem(s) in option file {source}:\n  - ' + '\n  - '.join(errors))
     return errors
@@ -322,14 +329,18 @@ def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train:
             if isinstance(dataset.get(key), str) and dataset[key] not in ('none', '~'):
                 dataset[key] = os.path.expanduser(dataset[key])
     if is_train:
-        exp_root = Path(paths.get('experiments_root') or root / 'experiments' / opt['name'])
-        paths.update(experiments_root=str(exp_root), models=str(exp_root / 'models'),
-                     training_states=str(exp_root / 'training_states'), log=str(exp_root / 'log'),
-                     visualization=str(exp_root / 'visualization'))
+        paths.update(train_folders(Path(paths.get('experiments_root') or root / 'experiments' / opt['name'])))
     else:
         res_root = Path(paths.get('results_root') or root / 'results' / opt['name'])
         paths.update(results_root=str(res_root), log=str(res_root), visualization=str(res_root / 'visualization'))
     return opt
+
+
+def train_folders(exp_root: Path) -> Dict[str, str]:
+    """The ``path.*`` folders of a training run rooted at ``exp_root``."""
+    return {'experiments_root': str(exp_root), 'models': str(exp_root / 'models'),
+            'training_states': str(exp_root / 'training_states'), 'log': str(exp_root / 'log'),
+            'visualization': str(exp_root / 'visualization')}
 
 
 def _fill_defaults(node: Dict[str, Any], schema: Dict[str, Key]) -> Dict[str, Any]:

@@ -1,0 +1,272 @@
+"""Sequential learning (MiOIR "S"): tasks join the training set one stage at a time.
+
+One option file describes the whole run: an ordinary multi-task training file (``datasets.train`` of type
+``MultiTaskDataset``) plus::
+
+    sequential:
+      order: [rain, jpeg, blur, sr, noise, haze, dark]   # names of datasets.train.tasks entries
+      stage_iters: [100000, 100000, 100000, 100000, 100000, 100000, 400000]
+      stage_periods: 100000   # optional; see below
+
+Stage k (1-based) trains on the union of the first k tasks of ``order`` for ``stage_iters[k-1]`` iterations.
+It is a normal, resumable run in ``<experiments_root>/stage<k>_<task>`` (its resolved options are written
+there as ``options_resolved.yml``) with a new optimiser and a new scheduler; from stage 2 on its network is
+initialised from the previous stage's ``models/net_g_latest.pth`` (``params`` -> network, ``params_ema`` ->
+EMA copy when ``train.ema_decay`` > 0), as MiOIR's chained option files do. Task labels keep their values
+from the full task list, so explicit-prompt networks see the same task ids in every stage.
+
+``stage_periods`` sets the cosine periods of a scheduler that takes ``periods`` (CosineAnnealingRestartLR,
+CosineAnnealingRestartCyclicLR): an integer cuts every stage into periods of that length (MiOIR: 100k, so the
+400k last stage has four cycles), a list gives each stage's periods; by default every stage is one period.
+The scheduler's ``restart_weights`` / ``eta_mins`` must hold one value (repeated per period). Schedulers
+without periods are used unchanged and restart at every stage. ``train.total_iter`` must equal
+``sum(stage_iters)``: it is the budget of the whole run (MiOIR gives S and M the same budget).
+
+Running the same command again skips the finished stages and resumes the unfinished one from its newest
+checkpoint; under torchrun every rank runs the stages in the same order.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+STAGE_WEIGHTS = 'net_g_latest.pth'
+
+
+@dataclass
+class Stage:
+    """One stage of a sequential run: 1-based ``index``, the task it adds, the tasks it trains on, its options."""
+    index: int
+    task: str
+    tasks: List[str]
+    opt: Dict[str, Any]
+
+    @property
+    def root(self) -> Path:
+        return Path(self.opt['path']['experiments_root'])
+
+    @property
+    def weights(self) -> Path:
+        """The stage's final network file (the next stage's initialisation)."""
+        return Path(self.opt['path']['models']) / STAGE_WEIGHTS
+
+
+@dataclass
+class StageRun:
+    """What :func:`train_sequential` did with a stage: trained (with its last logged losses) or skipped."""
+    stage: Stage
+    skipped: bool
+    losses: Dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _task_blocks(train_ds: Any) -> Optional[List[Dict[str, Any]]]:
+    """The task blocks of a MultiTaskDataset block as a list, each with an explicit ``label`` (its default is
+    the position in the full list, which a subset would change)."""
+    blocks = train_ds.get('tasks') if isinstance(train_ds, dict) else None
+    if isinstance(blocks, dict):
+        blocks = [{'name': k, **(v or {})} for k, v in blocks.items()]
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        return None
+    return [{**b, 'label': b.get('label', i)} for i, b in enumerate(blocks)]
+
+
+def _is_positive_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+def _scheduler_params(sched: Any) -> List[str]:
+    """Constructor parameters of the scheduler type named in ``train.scheduler`` ([] if unknown)."""
+    from basicsr.utils.registry import SCHEDULER_REGISTRY, RegistryError
+    if not isinstance(sched, dict) or 'type' not in sched:
+        return []
+    try:
+        cls = SCHEDULER_REGISTRY.get(sched['type'])
+    except RegistryError:
+        return []  # reported by the scheduler build with the closest names
+    return list(inspect.signature(cls).parameters)
+
+
+def sequential_problems(opt: Dict[str, Any]) -> List[str]:
+    """Problems of the ``sequential`` block against the rest of ``opt`` (messages name the dotted key)."""
+    seq = opt.get('sequential')
+    if not isinstance(seq, dict):
+        return []
+    errors: List[str] = []
+    train_ds = (opt.get('datasets') or {}).get('train')
+    blocks = _task_blocks(train_ds)
+    if not isinstance(train_ds, dict) or train_ds.get('type') != 'MultiTaskDataset' or blocks is None:
+        return ["'sequential' needs 'datasets.train' of type MultiTaskDataset with a 'tasks' list "
+                '(the stages are made of its tasks)']
+    names = [str(b.get('name')) for b in blocks]
+    order, iters = seq.get('order'), seq.get('stage_iters')
+    if not isinstance(order, list) or not order:
+        errors.append(f"'sequential.order' must be a non-empty list of task names, got {order!r}")
+        order = []
+    for i, name in enumerate(order):
+        if name not in names:
+            close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ''
+            errors.append(f"'sequential.order[{i}]': '{name}' is not a task of datasets.train.tasks "
+                          f'({names}){hint}')
+    repeated = sorted({str(n) for n in order if order.count(n) > 1})
+    if repeated:
+        errors.append(f"'sequential.order' names a task more than once: {repeated}")
+    unused = [n for n in names if n not in order]
+    if order and unused:
+        errors.append(f"'sequential.order' leaves out the tasks {unused} of datasets.train.tasks: no stage would "
+                      'train them; add them to the order or remove them from the tasks')
+    if not isinstance(iters, list) or not all(_is_positive_int(x) for x in iters):
+        errors.append(f"'sequential.stage_iters' must be a list of positive integers, got {iters!r}")
+        iters = None
+    elif len(iters) != len(order):
+        errors.append(f"'sequential.stage_iters' has {len(iters)} entries but 'sequential.order' has "
+                      f'{len(order)} tasks (one length per stage)')
+        iters = None
+    if iters is not None:
+        total = (opt.get('train') or {}).get('total_iter')
+        if total != sum(iters):
+            errors.append(f"'train.total_iter' ({total}) must equal the sum of 'sequential.stage_iters' "
+                          f'({sum(iters)}): it is the budget of the whole sequential run')
+        errors += _period_problems(seq.get('stage_periods'), iters, (opt.get('train') or {}).get('scheduler'))
+    if (opt.get('path') or {}).get('resume_state'):
+        errors.append("'path.resume_state' cannot be used with 'sequential': each stage resumes from its own "
+                      'folder when the same command is run again')
+    return errors
+
+
+def _period_problems(periods: Any, iters: List[int], sched: Any) -> List[str]:
+    errors: List[str] = []
+    params = _scheduler_params(sched)
+    if periods is not None and params and 'periods' not in params:
+        errors.append(f"'sequential.stage_periods' needs a scheduler with periods (CosineAnnealingRestartLR, "
+                      f"CosineAnnealingRestartCyclicLR); 'train.scheduler.type' is {sched['type']}")
+    if _is_positive_int(periods):
+        bad = [i for i, n in enumerate(iters) if n % periods]
+        if bad:
+            errors.append(f"'sequential.stage_periods' ({periods}) must divide every stage length; it does not "
+                          f'divide sequential.stage_iters{bad}')
+    elif isinstance(periods, list):
+        if len(periods) != len(iters):
+            errors.append(f"'sequential.stage_periods' has {len(periods)} entries but there are {len(iters)} "
+                          'stages (one list of periods per stage)')
+        else:
+            for i, (p, n) in enumerate(zip(periods, iters)):
+                if not isinstance(p, list) or not p or not all(_is_positive_int(x) for x in p) or sum(p) != n:
+                    errors.append(f"'sequential.stage_periods[{i}]' must be a list of positive periods summing to "
+                                  f'the stage length {n}, got {p!r}')
+    elif periods is not None:
+        errors.append(f"'sequential.stage_periods' must be a positive integer or a list of per-stage period lists, "
+                      f'got {periods!r}')
+    if 'periods' in params:
+        for key in ('restart_weights', 'eta_mins'):
+            values = sched.get(key)
+            if isinstance(values, list) and len(set(values)) > 1:
+                errors.append(f"'train.scheduler.{key}' must hold a single value under 'sequential' (the stages "
+                              f'set their own periods), got {values}')
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------- plan
+def _stage_periods(seq: Dict[str, Any], k: int) -> List[int]:
+    iters = seq['stage_iters'][k]
+    periods = seq.get('stage_periods')
+    if periods is None:
+        return [iters]
+    if isinstance(periods, int):
+        return [periods] * (iters // periods)
+    return list(periods[k])
+
+
+def _stage_scheduler(sched: Dict[str, Any], periods: List[int]) -> Dict[str, Any]:
+    params = _scheduler_params(sched)
+    if 'periods' not in params:
+        return sched
+    out = {**sched, 'periods': periods}
+    for key, default in (('restart_weights', 1), ('eta_mins', 0)):
+        if key in params:
+            value = sched.get(key, [default])
+            value = value[0] if isinstance(value, list) else value
+            out[key] = [value] * len(periods)
+    return out
+
+
+def plan_stages(opt: Dict[str, Any]) -> List[Stage]:
+    """The stages of a resolved option dict with a ``sequential`` block (see :func:`parse_options`)."""
+    from basicsr.utils.options import OptionError, train_folders
+    problems = sequential_problems(opt)
+    if problems:
+        raise OptionError(f"{len(problems)} problem(s) in option file {opt.get('opt_path', '<options>')}:\n  - "
+                          + '\n  - '.join(problems))
+    seq = opt['sequential']
+    blocks = {str(b['name']): b for b in _task_blocks(opt['datasets']['train'])}
+    root = Path(opt['path']['experiments_root'])
+    ema = float(opt['train'].get('ema_decay') or 0) > 0
+    stages: List[Stage] = []
+    for k, task in enumerate(seq['order']):
+        so = copy.deepcopy({key: v for key, v in opt.items() if key != 'sequential'})
+        folder = f'stage{k + 1}_{task}'
+        so['name'] = f"{opt['name']}_{folder}"
+        so['path'].update(train_folders(root / folder), resume_state=None)
+        if stages:
+            # MiOIR: the previous stage's final weights, network and EMA copy, then a fresh optimiser/scheduler
+            so['path'].update(pretrain_network_g=str(stages[-1].weights), param_key_g='params', strict_load_g=True,
+                              param_key_g_ema='params_ema' if ema else None)
+        tasks = list(seq['order'][:k + 1])
+        so['datasets']['train']['tasks'] = [copy.deepcopy(blocks[t]) for t in tasks]
+        so['train']['total_iter'] = seq['stage_iters'][k]
+        if so['train'].get('scheduler'):
+            so['train']['scheduler'] = _stage_scheduler(so['train']['scheduler'], _stage_periods(seq, k))
+        stages.append(Stage(k + 1, task, tasks, so))
+    return stages
+
+
+def stage_finished(stage: Stage) -> bool:
+    """Whether the stage's newest checkpoint is at its last iteration and its final weights exist."""
+    from basicsr.engine.checkpoint import CKPT_PATTERN, list_checkpoints
+    ckpts = list_checkpoints(stage.opt['path']['training_states'])
+    if not ckpts or not stage.weights.is_file():
+        return False
+    return int(CKPT_PATTERN.match(ckpts[0].name).group(1)) >= int(stage.opt['train']['total_iter'])
+
+
+def _close_stage_log(stage: Stage, logger: logging.Logger) -> None:
+    """Detach the stage's log file so the next stage's messages go to its own folder only."""
+    log_dir = str(Path(stage.opt['path']['log']).resolve())
+    for h in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+        if h.baseFilename.startswith(log_dir):
+            logger.removeHandler(h)
+            h.close()
+
+
+# ---------------------------------------------------------------------------------------------- run
+def train_sequential(opt: Dict[str, Any]) -> List[StageRun]:
+    """Run (or finish) every stage of ``opt`` in order; returns what happened to each stage."""
+    from basicsr.engine.trainer import Trainer
+    from basicsr.utils.dist import barrier, get_dist_info
+    from basicsr.utils.logger import get_logger
+    from basicsr.utils.options import dump_options
+    stages = plan_stages(opt)
+    rank = get_dist_info()[0]
+    logger = get_logger(rank=rank)
+    if rank == 0:
+        dump_options(opt, Path(opt['path']['experiments_root']) / 'options_resolved.yml')
+    resume = opt['path'].get('auto_resume', True)
+    runs: List[StageRun] = []
+    for stage in stages:
+        where = f"stage {stage.index}/{len(stages)} (+{stage.task}: {'+'.join(stage.tasks)})"
+        if resume and stage_finished(stage):
+            logger.info(f'{where}: finished earlier in {stage.root}, skipped')
+            runs.append(StageRun(stage, skipped=True))
+            continue
+        logger.info(f'{where}: {stage.opt["train"]["total_iter"]} iterations in {stage.root}')
+        losses = Trainer(stage.opt).train()
+        _close_stage_log(stage, logger)
+        barrier()
+        runs.append(StageRun(stage, skipped=False, losses=losses))
+    return runs
