@@ -189,3 +189,17 @@ def test_pretrained_ema_key_initialises_the_ema_copy(tmp_path):
     base['train']['ema_decay'] = 0
     with pytest.raises(ValueError, match='param_key_g_ema'):
         ImageRestorationModel(base)
+
+
+def test_mioir_restormer_ap_recipes_follow_the_official_stages():
+    """MiOIR exp 003 (options/gen_train.py): r->j->b->s->n->h->d, 6 x 100k + 400k (4 cosine periods) = M's 1M."""
+    recipes = Path(__file__).resolve().parents[1] / 'options' / 'train' / 'MiOIR'
+    mixed = parse_options(recipes / 'Restormer_AP_M.yml', is_train=True, check_paths=False)
+    assert mixed['train']['total_iter'] == 1_000_000 and mixed['train']['scheduler']['periods'] == [100_000] * 10
+    assert len(mixed['datasets']['train']['tasks']) == 7
+    stages = plan_stages(parse_options(recipes / 'Restormer_AP_S.yml', is_train=True, check_paths=False))
+    assert [s.task for s in stages] == ['rain', 'jpeg', 'blur', 'sr', 'noise', 'haze', 'dark']
+    assert [s.opt['train']['scheduler']['periods'] for s in stages] == [[100_000]] * 6 + [[100_000] * 4]
+    for s in stages:
+        assert s.opt['train']['optim_g'] == {'type': 'AdamW', 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}
+        assert s.opt['train']['ema_decay'] == 0.999 and s.opt['network_g']['type'] == 'Restormer_AP'
