@@ -38,11 +38,12 @@ class GaussianNoise:
         clip: clip the result to [0, 1] (off by default: DnCNN/Restormer benchmarks feed unclipped noise).
         quantize: False (float output), 'round' (or True) -> rounded to 8-bit levels, 'floor' -> truncated
             to 8-bit levels like ``np.uint8(...)`` casts in PromptIR-style pipelines. Quantising implies clip.
+        round_sigma: round the drawn sigma to an integer (MiOIR draws ``round(U(15, 50))``).
     """
 
     def __init__(self, sigma: Optional[float] = None, sigma_range: Optional[Sequence[float]] = None,
                  sigma_choices: Optional[Sequence[float]] = None, clip: bool = False,
-                 quantize: Union[bool, str] = False) -> None:
+                 quantize: Union[bool, str] = False, round_sigma: bool = False) -> None:
         given = [n for n, v in (('sigma', sigma), ('sigma_range', sigma_range), ('sigma_choices', sigma_choices))
                  if v is not None]
         if len(given) != 1:
@@ -62,14 +63,17 @@ class GaussianNoise:
             raise ValueError(f"GaussianNoise quantize must be false, 'round' or 'floor', got {quantize!r}")
         self.quantize = quantize
         self.clip = clip or bool(quantize)
+        self.round_sigma = bool(round_sigma)
 
     def draw_sigma(self, rng: np.random.Generator) -> float:
         """Sigma (0..255 units) for one image."""
         if self.sigma is not None:
-            return self.sigma
-        if self.sigma_range is not None:
-            return float(rng.uniform(*self.sigma_range))
-        return self.sigma_choices[int(rng.integers(0, len(self.sigma_choices)))]
+            sigma = self.sigma
+        elif self.sigma_range is not None:
+            sigma = float(rng.uniform(*self.sigma_range))
+        else:
+            sigma = self.sigma_choices[int(rng.integers(0, len(self.sigma_choices)))]
+        return float(np.round(sigma)) if self.round_sigma else sigma
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(H, W, C) float in [0, 1] -> same shape, float32, noisy."""
@@ -86,7 +90,8 @@ class GaussianNoise:
 
     def __repr__(self) -> str:
         level = self.sigma if self.sigma is not None else (self.sigma_range or self.sigma_choices)
-        return f'GaussianNoise(sigma={level}, clip={self.clip}, quantize={self.quantize})'
+        rounded = ', round_sigma=True' if self.round_sigma else ''
+        return f'GaussianNoise(sigma={level}{rounded}, clip={self.clip}, quantize={self.quantize})'
 
 
 class DegradationPipeline:
