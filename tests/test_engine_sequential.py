@@ -203,3 +203,53 @@ def test_mioir_restormer_ap_recipes_follow_the_official_stages():
     for s in stages:
         assert s.opt['train']['optim_g'] == {'type': 'AdamW', 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}
         assert s.opt['train']['ema_decay'] == 0.999 and s.opt['network_g']['type'] == 'Restormer_AP'
+
+
+@pytest.mark.slow
+def test_two_ranks_through_train_sh_match_one_process_and_skip_on_rerun(tmp_path):
+    import sys
+    from engine_helpers import ROOT, run_script
+    one = train_sequential(parse_options(seq_options(tmp_path / 'one', name='one',
+                                                     extra={'datasets.train.batch_size_per_gpu': 4}), is_train=True))
+    two = seq_options(tmp_path / 'two', name='two')   # 2 ranks x batch 2: the same global batch
+    env = {'NGPU': '2', 'PYTHON': sys.executable, 'MASTER_PORT': '29743'}
+    first = run_script([str(ROOT / 'train.sh'), str(two)], cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for run in one:
+        got = final_weights(tmp_path / 'two' / 'experiments' / 'two' / run.stage.root.name)
+        for k, v in final_weights(run.stage.root)['params'].items():
+            torch.testing.assert_close(got['params'][k], v, rtol=0, atol=1e-5)
+    again = run_script([str(ROOT / 'train.sh'), str(two)], cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count('skipped') == 3
+
+
+@pytest.mark.slow
+def test_killed_during_stage_three_reruns_only_stage_three_to_the_straight_result(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+    from engine_helpers import PYTHON, ROOT, run_script
+    iters = (2, 2, 30)
+    straight = train_sequential(parse_options(seq_options(tmp_path / 'a', stage_iters=iters), is_train=True))
+    reference = final_weights(straight[-1].stage.root)
+
+    opt = seq_options(tmp_path / 'b', stage_iters=iters)
+    stage3 = tmp_path / 'b' / 'experiments' / 'seq' / 'stage3_medium'
+    proc = subprocess.Popen([PYTHON, 'basicsr/train.py', '-opt', str(opt)], cwd=ROOT,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (stage3 / 'training_states' / 'ckpt_00000002.pth.sha256').exists() and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (stage3 / 'training_states' / 'ckpt_00000030.pth').exists(), 'the run ended before the kill'
+    rerun = run_script([PYTHON, 'basicsr/train.py', '-opt', str(opt)], cwd=ROOT)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert 'stage 1/3' in rerun.stderr and rerun.stderr.count('skipped') == 2
+    assert f"resumed from {stage3 / 'training_states'}" in rerun.stderr
+    got = final_weights(stage3)
+    assert_same(got['params'], reference['params'])
+    assert_same(got['params_ema'], reference['params_ema'])
