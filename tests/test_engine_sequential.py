@@ -191,18 +191,26 @@ def test_pretrained_ema_key_initialises_the_ema_copy(tmp_path):
         ImageRestorationModel(base)
 
 
-def test_mioir_restormer_ap_recipes_follow_the_official_stages():
-    """MiOIR exp 003 (options/gen_train.py): r->j->b->s->n->h->d, 6 x 100k + 400k (4 cosine periods) = M's 1M."""
-    recipes = Path(__file__).resolve().parents[1] / 'options' / 'train' / 'MiOIR'
-    mixed = parse_options(recipes / 'Restormer_AP_M.yml', is_train=True, check_paths=False)
-    assert mixed['train']['total_iter'] == 1_000_000 and mixed['train']['scheduler']['periods'] == [100_000] * 10
-    assert len(mixed['datasets']['train']['tasks']) == 7
-    stages = plan_stages(parse_options(recipes / 'Restormer_AP_S.yml', is_train=True, check_paths=False))
-    assert [s.task for s in stages] == ['rain', 'jpeg', 'blur', 'sr', 'noise', 'haze', 'dark']
-    assert [s.opt['train']['scheduler']['periods'] for s in stages] == [[100_000]] * 6 + [[100_000] * 4]
+RECIPES = Path(__file__).resolve().parents[1] / 'options' / 'train' / 'MiOIR'
+
+
+@pytest.mark.parametrize('net, optim, order, stage, last_periods, batch', [
+    # MiOIR exp 003 (options/gen_train.py): r->j->b->s->n->h->d, 6 x 100k + 400k (4 periods) = M's 1M
+    ('Restormer_AP', 'AdamW', ['rain', 'jpeg', 'blur', 'sr', 'noise', 'haze', 'dark'], 100_000, 4, 4),
+    # MiOIR exp 001: s->b->n->j->r->h->d, 6 x 250k + 1M (4 periods) = M's 2.5M
+    ('SRResNet_AP', 'Adam', ['sr', 'blur', 'noise', 'jpeg', 'rain', 'haze', 'dark'], 250_000, 4, 8),
+])
+def test_mioir_recipes_follow_the_official_stages(net, optim, order, stage, last_periods, batch):
+    mixed = parse_options(RECIPES / f'{net}_M.yml', is_train=True, check_paths=False)
+    assert mixed['train']['total_iter'] == 10 * stage and mixed['train']['scheduler']['periods'] == [stage] * 10
+    assert sorted(t['label'] for t in mixed['datasets']['train']['tasks']) == list(range(7))
+    stages = plan_stages(parse_options(RECIPES / f'{net}_S.yml', is_train=True, check_paths=False))
+    assert [s.task for s in stages] == order
+    assert [s.opt['train']['scheduler']['periods'] for s in stages] == [[stage]] * 6 + [[stage] * last_periods]
     for s in stages:
-        assert s.opt['train']['optim_g'] == {'type': 'AdamW', 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}
-        assert s.opt['train']['ema_decay'] == 0.999 and s.opt['network_g']['type'] == 'Restormer_AP'
+        assert s.opt['train']['optim_g'] == {'type': optim, 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}
+        assert s.opt['train']['ema_decay'] == 0.999 and s.opt['network_g']['type'] == net
+        assert s.opt['datasets']['train']['batch_size_per_gpu'] == batch
 
 
 @pytest.mark.slow
@@ -253,3 +261,25 @@ def test_killed_during_stage_three_reruns_only_stage_three_to_the_straight_resul
     got = final_weights(stage3)
     assert_same(got['params'], reference['params'])
     assert_same(got['params_ema'], reference['params_ema'])
+
+
+def test_mioir_sequential_recipe_runs_all_seven_stages_on_a_miniature_of_its_data(tmp_path, monkeypatch):
+    """The recipe's data layout (DF2K/<task>_sub300 beside GT_sub300, CL_test/val) loads and every stage trains."""
+    import cv2
+    import numpy as np
+    root = tmp_path / 'datasets' / 'MiOIR'
+    rng = np.random.default_rng(0)
+    folders = ['DF2K/GT_sub300', 'CL_test/val/GT', 'CL_test/val/LQ'] + \
+        [f'DF2K/{t}_sub300' for t in ('sr', 'blur', 'noise', 'jpeg', 'rain', 'haze', 'dark')]
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(root / folder / f'0{i}_s001.png'), rng.integers(0, 256, (130, 130, 3), dtype=np.uint8))
+    monkeypatch.chdir(tmp_path)
+    opt = parse_options(RECIPES / 'SRResNet_AP_S.yml', [
+        'network_g.num_feat=4', 'network_g.num_block=1', 'sequential.stage_iters=[1,1,1,1,1,1,1]',
+        'sequential.stage_periods=null', 'train.total_iter=7', 'datasets.train.batch_size_per_gpu=1',
+        'datasets.train.num_worker_per_gpu=0', 'logger.use_tb_logger=false', 'num_gpu=0'], is_train=True)
+    runs = train_sequential(opt)
+    assert [len(r.stage.tasks) for r in runs] == list(range(1, 8)) and not any(r.skipped for r in runs)
+    assert (tmp_path / 'experiments' / 'MiOIR_SRResNet_AP_S' / 'stage7_dark' / 'models' / 'net_g_latest.pth').is_file()
