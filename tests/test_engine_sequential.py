@@ -83,6 +83,12 @@ def test_stage_periods_cut_stages_and_repeat_restart_weights(tmp_path):
     opt = parse_options(seq_options(tmp_path, stage_iters=(2, 2, 4),
                                     extra={'sequential.stage_periods': [[2], [1, 1], [3, 1]]}))
     assert [s.opt['train']['scheduler']['periods'] for s in plan_stages(opt)] == [[2], [1, 1], [3, 1]]
+    # iteration counts written as floats (1e5) are whole numbers
+    opt = parse_options(seq_options(tmp_path, stage_iters=(2.0, 2, 4.0), extra={'sequential.stage_periods': 2.0}))
+    stages = plan_stages(opt)
+    assert [s.opt['train']['total_iter'] for s in stages] == [2, 2, 4]
+    assert stages[2].opt['train']['scheduler']['periods'] == [2, 2]
+    assert all(type(p) is int for p in stages[2].opt['train']['scheduler']['periods'])
 
 
 def test_each_stage_starts_from_the_previous_final_weights_with_a_fresh_optimiser(tmp_path):
@@ -130,6 +136,15 @@ def test_rerun_skips_finished_stages_and_resumes_to_the_straight_result(tmp_path
     assert [r.skipped for r in train_sequential(parse_options(opt_path, is_train=True))] == [True] * 3
 
 
+def test_later_stages_trained_from_other_weights_are_refused(tmp_path):
+    import shutil
+    opt_path = seq_options(tmp_path, stage_iters=(1, 1, 1))
+    first = train_sequential(parse_options(opt_path, is_train=True))
+    shutil.rmtree(first[0].stage.root)   # stage 1 is retrained: stages 2 and 3 no longer follow from it
+    with pytest.raises(RuntimeError, match=r'stage 2/3 .* has checkpoints in .*stage2_light.* delete'):
+        train_sequential(parse_options(opt_path, is_train=True))
+
+
 def test_each_stage_folder_holds_its_resolved_options(tmp_path):
     runs = train_sequential(parse_options(seq_options(tmp_path, stage_iters=(1, 1, 1)), is_train=True))
     for run in runs:
@@ -150,6 +165,7 @@ def test_each_stage_folder_holds_its_resolved_options(tmp_path):
     ({'train.scheduler.restart_weights': [1, 0.5], 'train.scheduler.periods': [50, 50]},
      "'train.scheduler.restart_weights' must hold a single value"),
     ({'sequential.orders': ['heavy']}, "unknown key 'sequential.orders'"),
+    ({'sequential.stage_iters': [2, 2.5, 3], 'train.total_iter': 7.5}, 'must be a list of positive integers'),
 ])
 def test_bad_sequential_options_name_the_key(tmp_path, extra, message):
     with pytest.raises(OptionError) as exc:

@@ -23,7 +23,9 @@ without periods are used unchanged and restart at every stage. ``train.total_ite
 ``sum(stage_iters)``: it is the budget of the whole run (MiOIR gives S and M the same budget).
 
 Running the same command again skips the finished stages and resumes the unfinished one from its newest
-checkpoint; under torchrun every rank runs the stages in the same order.
+checkpoint (``--no-resume`` trains every stage again); under torchrun every rank runs the stages in the same
+order. A stage that already has checkpoints after a stage trained again in this session is refused: it was
+initialised from other weights.
 """
 from __future__ import annotations
 
@@ -77,7 +79,8 @@ def _task_blocks(train_ds: Any) -> Optional[List[Dict[str, Any]]]:
 
 
 def _is_positive_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+    """A positive whole number; ``1e5`` counts (option files often write iteration counts as floats)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 and float(x).is_integer()
 
 
 def _scheduler_params(sched: Any) -> List[str]:
@@ -146,7 +149,7 @@ def _period_problems(periods: Any, iters: List[int], sched: Any) -> List[str]:
     if periods is not None and params and 'periods' not in params:
         errors.append(f"'sequential.stage_periods' needs a scheduler with periods (CosineAnnealingRestartLR, "
                       f"CosineAnnealingRestartCyclicLR); 'train.scheduler.type' is {sched['type']}")
-    if _is_positive_int(periods):
+    if not isinstance(periods, list) and _is_positive_int(periods):
         bad = [i for i, n in enumerate(iters) if n % periods]
         if bad:
             errors.append(f"'sequential.stage_periods' ({periods}) must divide every stage length; it does not "
@@ -174,13 +177,13 @@ def _period_problems(periods: Any, iters: List[int], sched: Any) -> List[str]:
 
 # ---------------------------------------------------------------------------------------------- plan
 def _stage_periods(seq: Dict[str, Any], k: int) -> List[int]:
-    iters = seq['stage_iters'][k]
+    iters = int(seq['stage_iters'][k])
     periods = seq.get('stage_periods')
     if periods is None:
         return [iters]
-    if isinstance(periods, int):
-        return [periods] * (iters // periods)
-    return list(periods[k])
+    if not isinstance(periods, list):
+        return [int(periods)] * (iters // int(periods))
+    return [int(p) for p in periods[k]]
 
 
 def _stage_scheduler(sched: Dict[str, Any], periods: List[int]) -> Dict[str, Any]:
@@ -219,7 +222,7 @@ def plan_stages(opt: Dict[str, Any]) -> List[Stage]:
                               param_key_g_ema='params_ema' if ema else None)
         tasks = list(seq['order'][:k + 1])
         so['datasets']['train']['tasks'] = [copy.deepcopy(blocks[t]) for t in tasks]
-        so['train']['total_iter'] = seq['stage_iters'][k]
+        so['train']['total_iter'] = int(seq['stage_iters'][k])
         if so['train'].get('scheduler'):
             so['train']['scheduler'] = _stage_scheduler(so['train']['scheduler'], _stage_periods(seq, k))
         stages.append(Stage(k + 1, task, tasks, so))
@@ -233,6 +236,11 @@ def stage_finished(stage: Stage) -> bool:
     if not ckpts or not stage.weights.is_file():
         return False
     return int(CKPT_PATTERN.match(ckpts[0].name).group(1)) >= int(stage.opt['train']['total_iter'])
+
+
+def _has_checkpoints(stage: Stage) -> bool:
+    from basicsr.engine.checkpoint import list_checkpoints
+    return bool(list_checkpoints(stage.opt['path']['training_states']))
 
 
 def _close_stage_log(stage: Stage, logger: logging.Logger) -> None:
@@ -260,6 +268,11 @@ def train_sequential(opt: Dict[str, Any]) -> List[StageRun]:
     runs: List[StageRun] = []
     for stage in stages:
         where = f"stage {stage.index}/{len(stages)} (+{stage.task}: {'+'.join(stage.tasks)})"
+        if resume and any(not r.skipped for r in runs) and _has_checkpoints(stage):
+            # a stage after one trained in this session cannot have started from that stage's new weights
+            raise RuntimeError(f'{where} has checkpoints in {stage.root}, but stage {runs[-1].stage.index} before '
+                               f'it was trained again in this run, so they come from other weights; delete '
+                               f'{stage.root} and the later stage folders to train them again')
         if resume and stage_finished(stage):
             logger.info(f'{where}: finished earlier in {stage.root}, skipped')
             runs.append(StageRun(stage, skipped=True))

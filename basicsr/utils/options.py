@@ -210,7 +210,7 @@ SCHEMA: Dict[str, Key] = {
     'ensemble': Key(dict, open_children=True),
     'sequential': Key(dict, children={
         'order': Key(list, required=True), 'stage_iters': Key(list, required=True),
-        'stage_periods': Key((int, list, type(None)))}, doc='MiOIR sequential learning, basicsr/engine/sequential.py'),
+        'stage_periods': Key((int, float, list, type(None)))}, doc='MiOIR sequential learning, basicsr/engine/sequential.py'),
 }
 
 # training-only loss keys follow the BasicSR ``*_opt`` convention (pixel_opt, edge_opt, ...)
