@@ -208,9 +208,9 @@ SCHEMA: Dict[str, Key] = {
     'dist_params': Key(dict, default={}, children={
         'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int)}),
     'ensemble': Key(dict, open_children=True),
-    'sequential': Key(dict, children={
+    'sequential': Key(dict, doc='MiOIR sequential learning, basicsr/engine/sequential.py', children={
         'order': Key(list, required=True), 'stage_iters': Key(list, required=True),
-        'stage_periods': Key((int, float, list, type(None)))}, doc='MiOIR sequential learning, basicsr/engine/sequential.py'),
+        'stage_periods': Key((int, float, list, type(None)))}),
 }
 
 # training-only loss keys follow the BasicSR ``*_opt`` convention (pixel_opt, edge_opt, ...)
