@@ -81,3 +81,28 @@ def test_prepare_denoise_data_layout_and_samples(tmp_path, run):
     first = (out / 'samples' / '101085_noisy.png').read_bytes()
     assert run('prepare_denoise_data.py', '--shared', shared, '--out', out).returncode == 0
     assert (out / 'samples' / '101085_noisy.png').read_bytes() == first  # fixed seed: identical file
+
+
+def test_prepare_mioir_data_degrades_full_images_then_cuts_sub_images(tmp_path):
+    import cv2
+
+    mod = load_script('prepare_mioir_data')
+    assert mod.sub_positions(400, 300, 150, 48) == [0, 100]  # 100 px left out > 48: a flush last crop
+    assert mod.sub_positions(340, 300, 150, 48) == [0]       # 40 px left out: dropped, as gen_sub.py does
+    assert mod.sub_positions(299, 300, 150, 48) == []
+    gt = tmp_path / 'gt'
+    gt.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        low = rng.random((20, 18, 3)).astype(np.float32)
+        cv2.imwrite(str(gt / f'im{i}.png'), (cv2.resize(low, (360, 400)) * 255).round().astype(np.uint8))
+    counts = mod.prepare(gt, tmp_path / 'a', ['blur', 'dark', 'sr'])
+    assert counts == {'GT': 8, 'blur': 8, 'dark': 8, 'sr': 8}
+    mod.prepare(gt, tmp_path / 'b', ['dark'])  # another task set: same files for the shared task
+    full = cv2.imread(str(tmp_path / 'a' / 'dark' / 'im1.png'))
+    assert np.array_equal(full, cv2.imread(str(tmp_path / 'b' / 'dark' / 'im1.png')))
+    assert full.mean() < cv2.imread(str(gt / 'im1.png')).mean()  # darkened
+    sub = cv2.imread(str(tmp_path / 'a' / 'dark_sub300' / 'im1_s004.png'))
+    assert np.array_equal(sub, full[100:400, 60:360])  # row-major: 4th crop = (100, 60)
+    with pytest.raises(SystemExit, match='--depth-dir'):
+        mod.prepare(gt, tmp_path / 'c', ['haze'])
