@@ -186,18 +186,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> Dict[str, Dict[str, float]]:
-        """Evaluate on every val set (sharded over ranks), log, update the best-metric record."""
-        from basicsr.inference.pipeline import build_inference
+        """Evaluate on every val set (sharded over ranks), log, update the best-metric record.
+
+        A model with its own ``validate(dataset, val_opt, desc) -> result`` (same result layout as
+        :func:`~basicsr.engine.evaluator.evaluate`, e.g. the classifier's accuracy) is asked instead of
+        restoring images through the inference pipeline.
+        """
         val_opt = self.opt['val']
-        net = self.model.inference_network()
-        pipeline = build_inference(net, val_opt, where='val')
+        own = getattr(self.model, 'validate', None)
+        if own is None:
+            from basicsr.inference.pipeline import build_inference
+            pipeline = build_inference(self.model.inference_network(), val_opt, where='val')
         results = {}
         for key, dataset in self.val_sets:
             name = self.opt['datasets'][key].get('name', key)
-            save_dir = Path(self.opt['path']['visualization']) / name / f'{self.iter:08d}'
-            res = evaluate(pipeline, dataset, val_opt, self.model.device, save_dir=save_dir,
-                           save_img=val_opt.get('save_img', False), pbar=val_opt.get('pbar', True),
-                           desc=f'val {name}', scale=self.opt.get('scale', 1))
+            if own is not None:
+                res = own(dataset, val_opt, desc=f'val {name}')
+            else:
+                save_dir = Path(self.opt['path']['visualization']) / name / f'{self.iter:08d}'
+                res = evaluate(pipeline, dataset, val_opt, self.model.device, save_dir=save_dir,
+                               save_img=val_opt.get('save_img', False), pbar=val_opt.get('pbar', True),
+                               desc=f'val {name}', scale=self.opt.get('scale', 1))
             results[name] = res['mean']
             if self.rank == 0:
                 self._record(name, res)

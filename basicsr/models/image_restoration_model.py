@@ -9,7 +9,7 @@ import copy
 import math
 from collections import OrderedDict
 from contextlib import nullcontext
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -76,7 +76,7 @@ class ImageRestorationModel:
             for p in self.net_g_ema.parameters():
                 p.requires_grad_(False)
         self._load_pretrained_ema()
-        self.loss_terms = build_loss_terms(train).to(self.device)
+        self.loss_terms = self.build_losses(train)
         self.accumulate = int(train.get('accumulate_grad', 1))
         amp = train.get('amp') or None
         self.amp_dtype = AMP_DTYPES.get(amp) if amp else None
@@ -120,6 +120,10 @@ class ImageRestorationModel:
         load_pretrained(self.net_g_ema, paths['pretrain_network_g'], key=key, strict=paths.get('strict_load_g', True))
         get_logger().info(f"loaded the EMA network from {paths['pretrain_network_g']} (key '{key}')")
 
+    def build_losses(self, train: Dict[str, Any]) -> nn.Module:
+        """The training criteria from the ``train`` block (here: every ``*_opt`` loss term)."""
+        return build_loss_terms(train).to(self.device)
+
     # ------------------------------------------------------------------ training step
     def feed_data(self, data: Dict[str, Any]) -> None:
         self.lq = data['lq'].to(self.device, non_blocking=True)
@@ -143,15 +147,11 @@ class ImageRestorationModel:
         n = len(batches)
         for i, batch in enumerate(batches):
             self.feed_data(batch)
-            gt, lq = self.gt, self.lq
-            if self.mixup_beta > 0:
-                gt, lq = self._mixup(gt, lq)
             sync = nullcontext() if (i == n - 1 or not isinstance(self.net_g, DistributedDataParallel)) \
                 else self.net_g.no_sync()
             with sync:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    out = self.net_g(lq, **self.conditions)
-                    losses = OrderedDict((f'l_{k[:-4]}', term(out, gt, lq=lq)) for k, term in self.loss_terms.items())
+                    out, losses = self.compute_losses()
                 loss = sum(losses.values()) / n
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f'iteration {current_iter}: loss is {float(loss)} '
@@ -168,6 +168,14 @@ class ImageRestorationModel:
             totals['l_total'] = sum(totals.values())
         self.output = out
         return totals
+
+    def compute_losses(self) -> Tuple[Any, Dict[str, torch.Tensor]]:
+        """Forward the fed batch; ``(network output, {'l_<name>': loss})`` (called under autocast)."""
+        gt, lq = self.gt, self.lq
+        if self.mixup_beta > 0:
+            gt, lq = self._mixup(gt, lq)
+        out = self.net_g(lq, **self.conditions)
+        return out, OrderedDict((f'l_{k[:-4]}', term(out, gt, lq=lq)) for k, term in self.loss_terms.items())
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:

@@ -191,6 +191,7 @@ SCHEMA: Dict[str, Key] = {
         'amp': Key((str, bool, type(None)), choices=[None, False, 'bf16', 'fp16']),
         'mixing_augs': Key(dict, open_children=True), 'progressive': Key(dict, open_children=True),
         'loss_inputs': Key(dict, open_children=True),
+        'label_smoothing': Key(NUM, doc='ClassifierModel: cross-entropy label smoothing in [0, 1)'),
     }),
     'val': Key(dict, children={
         'val_freq': Key(NUM), 'save_img': Key(bool, default=False), 'suffix': Key(OPT_STR),
