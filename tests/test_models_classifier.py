@@ -55,7 +55,7 @@ def train(opt_path: Path, overrides=()):
 def trained(tmp_path_factory):
     """One 30-iteration run shared by the tests that only read its outputs."""
     root = tmp_path_factory.mktemp('cls')
-    trainer = train(classifier_options(root))
+    trainer = train(classifier_options(root), ['logger.use_tb_logger=true'])
     return root / 'experiments' / 'cls', trainer
 
 
@@ -76,8 +76,21 @@ def test_validation_writes_overall_and_per_task_accuracy(trained):
     assert mean['accuracy'] == 1.0
     assert metrics['twoval_00000030']['num_images'] == 12
     assert trainer.best['twoval']['accuracy'] == {'val': 1.0, 'iter': 30}
+    log = next((exp / 'log').glob('train_cls_*.log')).read_text()
+    assert 'validation twoval @ 30 (task accuracy (whole-image argmax)):' in log
+    assert 'accuracy_dark: 1.0000  (best 1.0000 @ 30)' in log
     rows = (exp / 'val_results' / 'twoval_00000030_per_image.csv').read_text().splitlines()
     assert rows[0].split(',') == ['name', 'task_name', 'task', 'pred', 'correct'] and len(rows) == 13
+
+
+def test_validation_accuracy_reaches_tensorboard(trained):
+    event_accumulator = pytest.importorskip('tensorboard.backend.event_processing.event_accumulator')
+    exp, _ = trained
+    events = event_accumulator.EventAccumulator(str(exp / 'tb_logger'))
+    events.Reload()
+    assert {'metrics/twoval/accuracy', 'metrics/twoval/accuracy_noise', 'metrics/twoval/accuracy_dark',
+            'losses/l_ce'} <= set(events.Tags()['scalars'])
+    assert [(e.step, e.value) for e in events.Scalars('metrics/twoval/accuracy')] == [(30, 1.0)]
 
 
 def test_saved_weights_predict_the_task_through_task_classifier(trained):

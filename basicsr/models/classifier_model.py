@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from basicsr.models.image_restoration_model import ImageRestorationModel
+from basicsr.models.image_restoration_model import ImageRestorationModel, unwrap
 from basicsr.utils.dist import all_gather_objects, get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
@@ -40,7 +40,7 @@ class ClassifierModel(ImageRestorationModel):
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__(opt)
-        if getattr(self.net_g, 'return_logits', True) is not True:
+        if getattr(unwrap(self.net_g), 'return_logits', True) is not True:
             raise ValueError(f"ClassifierModel: network_g ({opt['network_g'].get('type')}) returns probabilities; "
                              'set network_g.return_logits: true (cross-entropy is computed on logits; the '
                              'weights load unchanged into the probability-returning network for testing)')
