@@ -168,3 +168,24 @@ def test_mioir_recipe_parses():
     assert opt['train']['total_iter'] == 1_000_000 and opt['train']['scheduler']['periods'] == [250000] * 4
     assert opt['val']['val_freq'] == 25000
     assert not any(k.endswith('_opt') for k in opt['train'])
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_match_one_process_and_shard_validation(tmp_path):
+    from engine_helpers import PYTHON, run_script
+    one = classifier_options(tmp_path / 'one', name='one', total_iter=4, ckpt_freq=4)
+    r1 = run_script([PYTHON, 'basicsr/train.py', '-opt', str(one)], cwd=ROOT)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    two = classifier_options(tmp_path / 'two', name='two', total_iter=4, ckpt_freq=4)
+    r2 = run_script([PYTHON, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29737',
+                     'basicsr/train.py', '-opt', str(two), '--set', 'datasets.train.batch_size_per_gpu=4'], cwd=ROOT)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    ref, got = read_losses(tmp_path / 'one' / 'experiments' / 'one', 'l_ce'), \
+        read_losses(tmp_path / 'two' / 'experiments' / 'two', 'l_ce')
+    assert sorted(got) == sorted(ref) == [1, 2, 3, 4]
+    for it in ref:
+        assert got[it] == pytest.approx(ref[it], abs=1e-5), (it, got[it], ref[it])
+    metrics = [json.loads((tmp_path / n / 'experiments' / n / 'val_results' / 'metrics.json').read_text())
+               for n in ('one', 'two')]
+    assert metrics[1]['twoval_00000004']['num_images'] == 12  # each image scored once over the two ranks
+    assert metrics[1]['twoval_00000004']['mean'] == pytest.approx(metrics[0]['twoval_00000004']['mean'])
