@@ -31,7 +31,7 @@ def test_settings(opt: dict) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', '--opt', required=True, help='option YAML file')
-    parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override options')
+    parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE', help='override options')
     parser.add_argument('--launcher', default='auto', help='kept for BasicSR compatibility')
     args = parser.parse_args(argv)
     opt = parse_options_or_exit(args.opt, args.set, is_train=False)

@@ -19,7 +19,7 @@ from basicsr.utils.options import parse_options_or_exit  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', '--opt', required=True, help='option YAML file')
-    parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
+    parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE',
                         help='override options, e.g. --set train.total_iter=10 datasets.train.batch_size_per_gpu=2')
     parser.add_argument('--no-resume', action='store_true', help='ignore existing checkpoints of this run')
     parser.add_argument('--launcher', default='auto', help='kept for BasicSR compatibility; torchrun is detected')

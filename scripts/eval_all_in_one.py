@@ -45,7 +45,7 @@ def format_table(rows: List[Dict[str, Any]], metrics: List[str]) -> str:
 def main(argv=None) -> List[Dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', '--opt', required=True, help='test option YAML file')
-    parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override options')
+    parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE', help='override options')
     args = parser.parse_args(argv)
     opt = parse_options_or_exit(args.opt, args.set, is_train=False)
     from basicsr.data import build_dataset

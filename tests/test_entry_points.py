@@ -75,3 +75,11 @@ def test_demo_missing_weights_is_a_clear_error(tmp_path):
 def test_train_sh_usage():
     out = subprocess.run(['bash', str(ROOT / 'train.sh')], capture_output=True, text=True)
     assert out.returncode == 2 and 'usage' in out.stderr
+
+
+def test_repeated_set_flags_accumulate():
+    """``--set a=1 --set b=2`` keeps both overrides (argparse's default would keep only the last)."""
+    from basicsr.train import parse_args
+    args = parse_args(['-opt', 'x.yml', '--set', 'name=a', 'train.total_iter=4', '--set', 'manual_seed=3'])
+    assert args.set == ['name=a', 'train.total_iter=4', 'manual_seed=3']
+    assert parse_args(['-opt', 'x.yml']).set == []
