@@ -1,6 +1,5 @@
 """MiOIR prompt learning: SRResNet/Restormer ``_EP`` / ``_AP``, the shared prompt blocks, the ``task``
 condition through the model, the inference pipeline and TLC, and the opt-in TLC prompt-pooling converter."""
-import json
 import warnings
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from basicsr.inference.tlc import to_local
 from basicsr.inference.tlc_extra import LocalPromptPool
 from basicsr.utils.options import parse_options
 
-MANIFESTS = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference' / 'arch_manifests'
 SR = {'num_feat': 8, 'num_block': 2}
 REST = {'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 1, 1, 1]}
 
@@ -158,18 +156,6 @@ def test_spatial_prompt_equal_to_the_vector_gives_the_same_output():
         vectors = [getattr(net, f'F_ext_net{i}')(x) for i in range(1, 5)]
         maps = [v[:, None, None, :].expand(1, 3, 5, 64) for v in vectors]  # any map size: resized per site
         torch.testing.assert_close(net.forward_image(x, maps), ref, atol=5e-5, rtol=1e-5)  # interpolation rounding
-
-
-@pytest.mark.parametrize('name', ['SRResNet_EP__mioir', 'Restormer_AP__mioir'])
-def test_manifest_names_shapes_and_order(name):
-    path = MANIFESTS / f'{name}.json'
-    if not path.is_file():
-        pytest.skip('shared reference manifests not available')
-    man = json.loads(path.read_text())
-    with torch.device('meta'):
-        net = build_network({'type': man['registry_type'], **man['kwargs']})
-    got = [(k, list(v.shape)) for k, v in net.state_dict().items()]
-    assert got == [(k, shape) for k, shape, _ in man['state_dict']]
 
 
 def test_training_an_explicit_prompt_network_feeds_the_task(tmp_path):

@@ -77,7 +77,8 @@ def test_state_dict_is_the_plain_network_plus_prompt_modules(base, kind):
     assert sd[f'{extractors[0]}.conv1.weight'].shape[1] == (1 if kind == 'EP' else 3)
 
 
-@pytest.mark.parametrize('name', [f'{b}_{k}__mioir' for b, k in VARIANTS])
+@pytest.mark.parametrize('name', [f'{b}_{k}__mioir' for b in ('SRResNet', 'Restormer', 'SwinIR', 'Uformer')
+                                  for k in ('EP', 'AP')])
 def test_manifest_state_dict_matches_official(name):
     path = MANIFESTS / f'{name}.json'
     if not path.is_file():

@@ -325,7 +325,11 @@ def load_depth(path: Path) -> np.ndarray:
             raise ValueError(f'Haze: cannot read depth map {path}')
         depth = depth[:, :, 0] if depth.ndim == 3 else depth
     else:
-        from scipy.io import loadmat
+        try:
+            from scipy.io import loadmat
+        except ImportError as exc:  # scipy is optional: only MATLAB depth maps need it
+            raise ImportError(f'Haze: reading {path} (a .mat depth map) needs scipy: pip install scipy, or '
+                              f'convert the maps to .npy/.png') from exc
         data = loadmat(str(path))
         if 'data_obj' not in data:
             raise ValueError(f"Haze: depth map {path} has no variable 'data_obj' (MiOIR's key)")
