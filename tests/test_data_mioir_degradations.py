@@ -26,7 +26,8 @@ from basicsr.data import DEGRADATION_REGISTRY, build_dataset, build_degradation
 from basicsr.data import mioir_degradations
 from basicsr.data.degradations import GaussianNoise, build_degradations
 from basicsr.data.mioir_degradations import (JPEG, BicubicDownUp, GaussianBlur, Haze, LowLight, MiOIRDegradation,
-                                             RainStreaks, gaussian_kernel, mioir_degradation, rain_streak_map)
+                                             RainStreaks, gaussian_kernel, mioir_degradation, rain_streak_levels,
+                                             rain_streak_map)
 from basicsr.utils.img_util import read_image
 from data_helpers import SHARED_DATA, save
 
@@ -203,10 +204,23 @@ def test_bad_jpeg_quality(q):
     (96, 64, 140, 20, -45, 11, 189452, 3867, 254),
     (64, 64, 50, 40, 44, 3, 107993, 1251, 255)])
 def test_rain_streak_map_matches_the_official_synthesis(h, w, density, length, angle, width, total, nonzero, top):
+    """Golden (sum, nonzero count, max) of the official synthesis on one machine.
+
+    The map is float64 filters truncated to uint8: a pixel whose exact value is an integer level (always the
+    maximum, 255, after min-max scaling) lands within a few ulps above or below it depending on the CPU's
+    summation order (seen: 254 vs 255 on AVX-512 and with another OpenCV). Such a pixel may move one level,
+    so the tolerance is the number of pixels lying within 1e-9 of a non-zero integer level (float64 rounding
+    of these sums is ~1e-13); every other pixel must match exactly.
+    """
     noise = np.random.RandomState(0).uniform(0, 256, (h, w))  # the official np.random stream of seed 0
     streaks = rain_streak_map(noise, density, length, angle, width)
     assert streaks.dtype == np.uint8 and streaks.shape == (h, w)
-    assert (int(streaks.sum()), int((streaks > 0).sum()), int(streaks.max())) == (total, nonzero, top)
+    levels = rain_streak_levels(noise, density, length, angle, width)
+    ambiguous = int(((np.abs(levels - np.round(levels)) < 1e-9) & (np.round(levels) >= 1)).sum())
+    assert 1 <= ambiguous <= 3  # the maximum, perhaps a tie: a handful of pixels, not a loose bound
+    assert abs(int(streaks.sum()) - total) <= ambiguous
+    assert abs(int((streaks > 0).sum()) - nonzero) <= ambiguous
+    assert abs(int(streaks.max()) - top) <= 1 and int(streaks.max()) in (254, 255)
 
 
 def test_rain_adds_bright_streaks_only(image):

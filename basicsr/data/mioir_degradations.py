@@ -240,8 +240,8 @@ class JPEG:
 _SEED_KERNEL = np.array([[0.0, 0.1, 0.0], [0.1, 8.0, 0.1], [0.0, 0.1, 0.0]])
 
 
-def rain_streak_map(noise: np.ndarray, density: int, length: int, angle: int, width: int) -> np.ndarray:
-    """Rain streaks ``(H, W)`` uint8 from a uniform noise map, MiOIR's construction.
+def rain_streak_levels(noise: np.ndarray, density: int, length: int, angle: int, width: int) -> np.ndarray:
+    """Rain streaks ``(H, W)`` float64 in [0, 255] before truncation, MiOIR's construction.
 
     Args:
         noise: ``(H, W)`` float64 values uniform in [0, 256); only values >= ``256 - density / 100`` become
@@ -252,8 +252,8 @@ def rain_streak_map(noise: np.ndarray, density: int, length: int, angle: int, wi
         angle: degrees, counter-clockwise.
         width: odd size of the Gaussian blur giving the streaks their width.
 
-    The seeds are filtered by the (unnormalised) motion kernel, the result is min-max scaled to 0..255 and
-    truncated to uint8. OpenCV filters (border: reflect without repeating the edge) as in MiOIR.
+    The seeds are filtered by the (unnormalised) motion kernel and the result is min-max scaled to 0..255.
+    OpenCV filters (border: reflect without repeating the edge) as in MiOIR.
     """
     seeds = np.where(noise >= 256.0 - density * 0.01, noise, 0.0)
     seeds = cv2.filter2D(seeds, -1, _SEED_KERNEL)
@@ -262,7 +262,16 @@ def rain_streak_map(noise: np.ndarray, density: int, length: int, angle: int, wi
     motion = cv2.GaussianBlur(motion, (width, width), 0)
     streaks = cv2.filter2D(seeds, -1, motion)
     # OpenCV's min-max scaling (all zeros when the map is flat, e.g. no seed) so truncation matches MiOIR's
-    return cv2.normalize(streaks, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return cv2.normalize(streaks, None, 0, 255, cv2.NORM_MINMAX)
+
+
+def rain_streak_map(noise: np.ndarray, density: int, length: int, angle: int, width: int) -> np.ndarray:
+    """Rain streaks ``(H, W)`` uint8: :func:`rain_streak_levels` truncated to integers as MiOIR does.
+
+    A level that is an integer in exact arithmetic (the maximum, 255) can land one float ulp below it on
+    some CPUs and then truncates to the level below; that is MiOIR's own behaviour on such a machine.
+    """
+    return rain_streak_levels(noise, density, length, angle, width).astype(np.uint8)
 
 
 @DEGRADATION_REGISTRY.register()
