@@ -31,18 +31,23 @@ MASK_VALUE = -100.0
 # ------------------------------------------------------------------------------------------ initialisation
 @torch.no_grad()
 def default_init_weights(modules: Union[nn.Module, Iterable[nn.Module]], scale: float = 1.0,
-                         bias_fill: float = 0.0) -> None:
+                         bias_fill: float = 0.0, **kwargs) -> None:
     """Kaiming-normal init of every Conv2d / Linear inside ``modules``, weights scaled by ``scale``
-    (0.1 keeps deep residual stacks close to identity at start), biases filled with ``bias_fill``."""
+    (0.1 keeps deep residual stacks close to identity at start), biases filled with ``bias_fill``;
+    batch-norm weights set to 1. ``kwargs`` go to ``nn.init.kaiming_normal_`` (BasicSR's signature)."""
     if isinstance(modules, nn.Module):
         modules = [modules]
     for module in modules:
         for m in module.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight)
+                nn.init.kaiming_normal_(m.weight, **kwargs)
                 m.weight.mul_(scale)
-                if m.bias is not None:
-                    m.bias.fill_(bias_fill)
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                nn.init.ones_(m.weight)
+            else:
+                continue
+            if m.bias is not None:
+                m.bias.fill_(bias_fill)
 
 
 @torch.no_grad()

@@ -66,3 +66,71 @@ def format_log(epoch: int, it: int, lrs: list, losses: Dict[str, float], eta_s: 
     lr_s = ','.join(f'{lr:.3e}' for lr in lrs)
     loss_s = ' '.join(f'{k}: {v:.4e}' for k, v in losses.items())
     return f'[epoch:{epoch:3d}, iter:{it:8,d}, lr:({lr_s})] [eta: {eta}, time: {it_time:.3f}s] {loss_s}'
+
+
+# ---------------------------------------------------------------------------------------------- BasicSR names
+def get_root_logger(logger_name: str = 'basicsr', log_level: int = logging.INFO,
+                    log_file: Optional[str] = None) -> logging.Logger:
+    """BasicSR's logger accessor: the package logger (the name is accepted; there is one logger)."""
+    from basicsr.utils.dist import get_dist_info
+    return get_logger(log_file, get_dist_info()[0], log_level)
+
+
+def get_env_info() -> str:
+    """Versions of the toolbox, PyTorch and Python (logged at the start of a run)."""
+    import platform
+
+    import torch
+
+    import basicsr
+    return f'basicsr {basicsr.__version__}, PyTorch {torch.__version__}, Python {platform.python_version()}'
+
+
+class AvgTimer:
+    """Average duration between ``start()`` and ``record()`` over the last ``window`` records."""
+
+    def __init__(self, window: int = 200) -> None:
+        self.window = window
+        self.times: list = []
+        self.start()
+
+    def start(self) -> None:
+        self.start_time = time.time()
+
+    def record(self) -> None:
+        self.times = (self.times + [time.time() - self.start_time])[-self.window:]
+        self.start()
+
+    def get_current_time(self) -> float:
+        return self.times[-1] if self.times else 0.0
+
+    def get_avg_time(self) -> float:
+        return sum(self.times) / len(self.times) if self.times else 0.0
+
+
+class MessageLogger:
+    """BasicSR's training message: ``MessageLogger(opt, start_iter, tb_logger)(log_vars)`` logs epoch, iteration,
+    learning rates, ETA and the ``l_*`` losses (also to TensorBoard under ``losses/``)."""
+
+    def __init__(self, opt: Dict[str, Any], start_iter: int = 1, tb_logger: Any = None) -> None:
+        self.total_iter = int(opt['train']['total_iter'])
+        self.tb_logger = tb_logger
+        self.eta = ETA(start_iter, self.total_iter)
+
+    def reset_start_time(self) -> None:
+        self.eta = ETA(self.eta.start_iter, self.total_iter)
+
+    def __call__(self, log_vars: Dict[str, Any]) -> None:
+        log_vars = dict(log_vars)
+        epoch, it, lrs = log_vars.pop('epoch'), log_vars.pop('iter'), log_vars.pop('lrs')
+        it_time = log_vars.pop('time', self.eta.tick())
+        log_vars.pop('data_time', None)
+        get_logger().info(format_log(epoch, it, lrs, log_vars, self.eta.eta_seconds(it), it_time))
+        if self.tb_logger is not None:
+            for k, v in log_vars.items():
+                self.tb_logger.add_scalar(f'losses/{k}' if k.startswith('l_') else k, v, it)
+
+
+def init_wandb_logger(opt: Dict[str, Any]) -> None:
+    """Weights & Biases is not bundled: say so instead of failing deep inside a run."""
+    get_logger().warning('logger.wandb is set but wandb logging is not supported here; TensorBoard is used')

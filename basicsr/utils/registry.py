@@ -13,7 +13,7 @@ import importlib
 import inspect
 import pkgutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 
 class RegistryError(KeyError):
@@ -46,7 +46,7 @@ class Registry:
     # ------------------------------------------------------------------ registration
     def _do_register(self, name: str, obj: Any) -> None:
         existing = self._obj_map.get(name)
-        if existing is not None and existing is not obj:
+        if existing is not None and existing is not obj and not _same_definition(existing, obj):
             where = getattr(existing, '__module__', '?')
             raise RegistryError(f"'{name}' is already registered in the {self._name} registry (by {where})")
         self._obj_map[name] = obj
@@ -114,7 +114,9 @@ class Registry:
             close = difflib.get_close_matches(name, self.keys(), n=5, cutoff=0.4)
             hint = f"; closest: {', '.join(close)}" if close else ''
             raise RegistryError(f"no {self._name} type '{name}' is registered{hint} "
-                                f"(all: {', '.join(sorted(self.keys()))})")
+                                f"(all: {', '.join(sorted(self.keys()))}); a type defined outside basicsr "
+                                "is found once its module is imported: list it under 'imports:' in the "
+                                "option file or pass --import")
         return self._obj_map[name]
 
     def keys(self) -> List[str]:
@@ -124,6 +126,17 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         return name in self._obj_map or name in self._scan()
+
+    def __iter__(self) -> Iterator[Tuple[str, Any]]:
+        """(name, object) of the registrations made so far (BasicSR's iteration; nothing is imported)."""
+        return iter(list(self._obj_map.items()))
+
+    def is_plugin(self, name: str) -> bool:
+        """True when ``name`` was registered by a module outside the ``basicsr`` package."""
+        if name not in self._obj_map and name not in self._scan():
+            return False
+        obj = self.get(name)
+        return not getattr(obj, '__module__', '').split('.')[0] == 'basicsr'
 
     def __repr__(self) -> str:
         return f'Registry({self._name!r}, package={self._package!r}, {len(self.keys())} names)'
@@ -141,6 +154,29 @@ class Registry:
         cls = self.get(opt['type'])
         check_kwargs(cls, kwargs, f"{self._name} '{opt['type']}'")
         return cls(**kwargs)
+
+
+def import_modules(modules: Optional[Sequence[str]], source: str = "option key 'imports'") -> List[str]:
+    """Import plug-in modules so their ``@X_REGISTRY.register()`` decorators run (``imports:`` / ``--import``).
+
+    Args:
+        modules: dotted module names (``my_method.archs``); a single string is one module.
+        source: where the names came from, named in errors (the option file and key).
+    Returns:
+        The names imported.
+    """
+    if not modules:
+        return []
+    names = [modules] if isinstance(modules, str) else list(modules)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise RegistryError(f'{source}: expected dotted module names, got {name!r}')
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise RegistryError(f"{source}: cannot import plug-in module '{name}': {exc}; it must be importable "
+                                '(installed, or on PYTHONPATH / in the working directory)') from exc
+    return names
 
 
 def check_kwargs(fn: Callable, kwargs: Dict[str, Any], what: str) -> None:
@@ -161,6 +197,15 @@ def check_kwargs(fn: Callable, kwargs: Dict[str, Any], what: str) -> None:
             close = difflib.get_close_matches(k, accepted, n=1)
             hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ''))
         raise TypeError(f"{what} got unknown argument(s) {', '.join(hints)}; accepted: {', '.join(accepted)}")
+
+
+def _same_definition(a: Any, b: Any) -> bool:
+    """Whether two objects are one definition loaded twice (the same file imported under two module names,
+    e.g. ``tests.plugin_method.archs`` and ``plugin_method.archs``); the later one then replaces the first."""
+    try:
+        return a.__qualname__ == b.__qualname__ and inspect.getsourcefile(a) == inspect.getsourcefile(b)
+    except (AttributeError, TypeError):
+        return False
 
 
 def _registered_name(deco: ast.expr, default: str, var: Optional[str]) -> Optional[str]:
