@@ -73,13 +73,16 @@ def test_official_parity_vector():
             torch.testing.assert_close(out, ref, atol=atol, rtol=0)
 
 
+HINET = {'wf': 4, 'depth': 3, 'hin_position_left': 0, 'hin_position_right': 3}
+MPRNET = {'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1}
+RESTORMER = {'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 1, 1, 1]}
+
+
 @pytest.mark.parametrize('local, base, kwargs, kinds, train', [
-    ('HINetLocal', 'HINet', {'wf': 4, 'depth': 3, 'hin_position_left': 0, 'hin_position_right': 3},
-     {'LocalInstanceNorm2d'}, 256),  # official norm windows assume 256 (see the next test)
-    ('MPRNetLocal', 'MPRNet', {'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1},
-     {'LocalAvgPool2d'}, 32),
-    ('RestormerLocal', 'Restormer', {'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
-                                     'heads': [1, 1, 1, 1]}, {'LocalChannelAttention'}, 32),
+    # HINet/MPRNet windows assume 256 px training whatever train_size says (see below): 256 here
+    ('HINetLocal', 'HINet', HINET, {'LocalInstanceNorm2d'}, 256),
+    ('MPRNetLocal', 'MPRNet', MPRNET, {'LocalAvgPool2d'}, 256),
+    ('RestormerLocal', 'Restormer', RESTORMER, {'LocalChannelAttention'}, 32),
 ])
 def test_tlc_repo_local_types_convert_their_blocks(local, base, kwargs, kinds, train):
     from basicsr.archs.outputs import main_output
@@ -94,11 +97,48 @@ def test_tlc_repo_local_types_convert_their_blocks(local, base, kwargs, kinds, t
         torch.testing.assert_close(main_output(net(x)), main_output(plain(x)), atol=1e-5, rtol=0)
 
 
-def test_hinet_local_sizes_norm_windows_like_the_official_class():
-    kwargs = {'wf': 4, 'depth': 3, 'hin_position_left': 0, 'hin_position_right': 3}
-    net = build_network({'type': 'HINetLocal', **kwargs, 'train_size': [1, 3, 64, 64]})
-    # official: window = feature size x base (96) // 256, not // 64
-    assert [m.kernel_size for _, m in local_modules(net)][0] == (64 * 96 // 256, 64 * 96 // 256)
+@pytest.mark.parametrize('local, base, kwargs', [('HINetLocal', 'HINet', HINET), ('MPRNetLocal', 'MPRNet', MPRNET)])
+def test_hinet_mprnet_local_size_windows_for_256_px_training_like_the_official_classes(local, base, kwargs):
     from basicsr.inference.tlc import to_local
-    plain = to_local(build_network({'type': 'HINet', **kwargs}), train_size=(1, 3, 64, 64))
-    assert [m.kernel_size for _, m in local_modules(plain)][0] == (96, 96)
+    net = build_network({'type': local, **kwargs, 'train_size': [1, 3, 64, 64]})
+    windows = [m.kernel_size for _, m in local_modules(net)]
+    # official: window = feature size x base (1.5 x 64 = 96) // 256, not // 64: 24 at full resolution
+    assert max(windows) == (64 * 96 // 256, 64 * 96 // 256)
+    generic = to_local(build_network({'type': base, **kwargs}), train_size=(1, 3, 64, 64))
+    assert max(m.kernel_size for _, m in local_modules(generic)) == (96, 96)
+
+
+def test_mprnet_local_returns_the_final_image_only():
+    plain = build_network({'type': 'MPRNet', **MPRNET}).eval()
+    net = build_network({'type': 'MPRNetLocal', **MPRNET}).eval()
+    net.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        out = net(x)
+        ref = plain(x)
+    assert len(out) == 1 and out.names == ('stage:3',)
+    torch.testing.assert_close(out[0], ref['stage:3'], atol=1e-5, rtol=0)
+    assert len(ref) == 3  # the plain network (and to_local of it) keeps the three stage outputs
+
+
+@pytest.mark.parametrize('local, base, kwargs, multiple', [('HINetLocal', 'HINet', HINET, 16),
+                                                           ('MPRNetLocal', 'MPRNet', MPRNET, 8),
+                                                           ('RestormerLocal', 'Restormer', RESTORMER, 8)])
+def test_tlc_repo_local_types_zero_pad_sizes_that_are_not_multiples(local, base, kwargs, multiple):
+    """Any size works; the result is the network on the zero-padded input, cropped (official padder)."""
+    from basicsr.archs.outputs import main_output
+    plain = build_network({'type': base, **kwargs}).eval()
+    net = build_network({'type': local, **kwargs}).eval()  # 256 training: no window reached at this size
+    net.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 37, 45)
+    padded = torch.nn.functional.pad(x, (0, -45 % multiple, 0, -37 % multiple))
+    with torch.no_grad():
+        out = main_output(net(x))
+        ref = main_output(plain(padded))[:, :, :37, :45]
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_padder_size_is_checked():
+    with pytest.raises(ValueError, match='padder_size'):
+        build_network({'type': 'HINetLocal', **HINET, 'padder_size': -1})

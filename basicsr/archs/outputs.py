@@ -7,7 +7,7 @@ address outputs only by name.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import torch
 
@@ -58,6 +58,10 @@ class NamedOutputs(tuple):
 
     def to_dict(self) -> Dict[str, Tensor]:
         return dict(self.items())
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> 'NamedOutputs':
+        """The same names and scored output with ``fn`` applied to every tensor (e.g. cropping)."""
+        return NamedOutputs({n: fn(t) for n, t in self.items()}, self._pred)
 
     def __reduce__(self):
         return (NamedOutputs, (self.to_dict(), self._pred))
