@@ -12,7 +12,9 @@ them:
 
 :func:`load_pretrained` then loads it with ``strict=True`` by default. On a mismatch it raises
 :class:`CheckpointMismatchError` naming the first mismatching key (with both shapes when the shapes differ),
-the missing and the unexpected keys -- instead of torch's wall of text.
+the missing and the unexpected keys -- instead of torch's wall of text. Entries that a submodule declares
+it does not use (:class:`IgnoresCheckpointEntries`, e.g. the frozen CLIP inside a DA-CLIP checkpoint) are
+dropped first, by both :func:`load_pretrained` and the module's own ``load_state_dict``.
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-__all__ = ['AUTO_KEYS', 'CheckpointMismatchError', 'read_checkpoint', 'extract_state_dict', 'read_state_dict',
-           'compare_state_dicts', 'load_pretrained']
+__all__ = ['AUTO_KEYS', 'CheckpointMismatchError', 'IgnoresCheckpointEntries', 'read_checkpoint',
+           'extract_state_dict', 'read_state_dict', 'compare_state_dicts', 'drop_ignored_entries', 'load_pretrained']
 
 # key='auto' takes the first of these that holds a state dict (EMA weights are the ones official releases score)
 AUTO_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net', 'model_state_dict', 'network', 'generator')
@@ -48,6 +50,28 @@ class CheckpointMismatchError(ValueError):
         self.missing = missing
         self.unexpected = unexpected
         self.mismatched = mismatched
+
+
+class IgnoresCheckpointEntries:
+    """Mixin (before ``nn.Module`` in the bases) for networks whose official checkpoints hold entries they do not
+    need: the entries under ``ignored_checkpoint_prefixes`` (relative to the module) are dropped on load, so
+    ``load_state_dict(strict=True)`` still checks every other entry. The class documents why they are unused.
+    """
+
+    ignored_checkpoint_prefixes: Tuple[str, ...] = ()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 (torch's hook)
+        ignored = tuple(prefix + p for p in self.ignored_checkpoint_prefixes)
+        for key in [k for k in state_dict if ignored and k.startswith(ignored)]:
+            del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def drop_ignored_entries(net: nn.Module, sd: Mapping[str, torch.Tensor]) -> StateDict:
+    """``sd`` without the entries that submodules of ``net`` ignore (:class:`IgnoresCheckpointEntries`)."""
+    ignored = tuple(f'{name}.{p}' if name else p for name, module in net.named_modules()
+                    for p in getattr(module, 'ignored_checkpoint_prefixes', ()))
+    return OrderedDict((k, v) for k, v in sd.items() if not (ignored and k.startswith(ignored)))
 
 
 def read_checkpoint(path: PathLike, weights_only: bool = True) -> Any:
@@ -198,6 +222,7 @@ def load_pretrained(net: nn.Module, path: PathLike, key: Optional[str] = 'auto',
     """
     source = str(path)
     sd, where = extract_state_dict(read_checkpoint(path, weights_only), key, source)
+    sd = drop_ignored_entries(net, sd)
     expected = net.state_dict()
     missing, unexpected, mismatched = compare_state_dicts(expected, sd)
     if missing or unexpected or mismatched:
