@@ -75,6 +75,8 @@ def test_validation_writes_images_metrics_and_checkpoint_weights(tmp_path):
     results = list((exp / 'val_results').glob('metrics.json'))
     assert results and 'basicsr_rgb' in results[0].read_text()
     assert len(list((exp / 'visualization' / 'genval' / '00000002').glob('*.png'))) == 6
+    log = '\n'.join(p.read_text() for p in (exp / 'log').glob('*.log'))
+    assert 'validation genval @ 2 (' in log and 'scores the EMA weights (net_g_ema)' in log  # ema_decay is set
 
 
 def test_stage_weights_must_match_outputs(tmp_path):

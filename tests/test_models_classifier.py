@@ -77,7 +77,7 @@ def test_validation_writes_overall_and_per_task_accuracy(trained):
     assert metrics['twoval_00000030']['num_images'] == 12
     assert trainer.best['twoval']['accuracy'] == {'val': 1.0, 'iter': 30}
     log = next((exp / 'log').glob('train_cls_*.log')).read_text()
-    assert 'validation twoval @ 30 (task accuracy (whole-image argmax)):' in log
+    assert 'validation twoval @ 30 (task accuracy (whole-image argmax); scores the EMA weights (net_g_ema)):' in log
     assert 'accuracy_dark: 1.0000  (best 1.0000 @ 30)' in log
     rows = (exp / 'val_results' / 'twoval_00000030_per_image.csv').read_text().splitlines()
     assert rows[0].split(',') == ['name', 'task_name', 'task', 'pred', 'correct'] and len(rows) == 13

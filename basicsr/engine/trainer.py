@@ -42,6 +42,7 @@ class TrainStream:
         self.sampler = EnlargedSampler(len(dataset), world, rank, ratio=dataset_opt.get('dataset_enlarge_ratio', 1),
                                        seed=seed, shuffle=dataset_opt.get('use_shuffle', True))
         self.batch_size = int(dataset_opt.get('batch_size_per_gpu', 1))
+        self.drop_last = bool(dataset_opt.get('drop_last', True))
         loader = build_dataloader(dataset, dataset_opt, num_gpu=1, dist=world > 1, sampler=self.sampler, seed=seed)
         self.prefetcher = build_prefetcher(loader, dataset_opt, device)
 
@@ -51,7 +52,8 @@ class TrainStream:
 
     @property
     def iters_per_epoch(self) -> int:
-        return max(len(self.sampler) // self.batch_size, 1)
+        full, rest = divmod(len(self.sampler), self.batch_size)
+        return max(full + (0 if self.drop_last or not rest else 1), 1)
 
     def next(self) -> Dict[str, Any]:
         batch = self.prefetcher.next()
@@ -66,8 +68,9 @@ class TrainStream:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
-        if self.sampler.consumed + self.batch_size > len(self.sampler):
-            # the epoch was used up (a train loader drops the last incomplete batch): next epoch
+        left = len(self.sampler) - self.sampler.consumed
+        if left <= 0 or (self.drop_last and left < self.batch_size):
+            # the epoch was used up (a train loader drops the last incomplete batch unless drop_last: false)
             self.sampler.set_epoch(self.sampler.epoch + 1)
         self.prefetcher.reset()
 
@@ -115,7 +118,8 @@ class Trainer:
         hooks: List[Hook] = []
         if train_ds.get('mini_batch_sizes') and train_ds.get('gt_sizes') and train_ds.get('iters'):
             hooks.append(ProgressiveHook(train_ds['mini_batch_sizes'], train_ds['gt_sizes'], train_ds['iters'],
-                                         scale=opt.get('scale', 1), seed=self.seed + self.rank))
+                                         scale=opt.get('scale', 1), seed=self.seed + self.rank,
+                                         crop=train_ds.get('progressive_crop', 'batch')))
         hooks += [EMAHook(), LoggerHook(opt['logger'].get('print_freq', 100)),
                   CheckpointHook(opt['logger'].get('save_checkpoint_freq', 5000))]
         if self.val_sets and opt.get('val'):
@@ -215,7 +219,8 @@ class Trainer:
 
     def _record(self, name: str, res: Dict[str, Any]) -> None:
         metric_opts = self.opt['val'].get('metrics') or {}
-        msg = [f'validation {name} @ {self.iter} ({res["metric_spec"]}):']
+        weights = 'EMA weights (net_g_ema)' if getattr(self.model, 'net_g_ema', None) is not None else 'net_g'
+        msg = [f'validation {name} @ {self.iter} ({res["metric_spec"]}; scores the {weights}):']
         for metric, value in res['mean'].items():
             better = (metric_opts.get(metric) or {}).get('better', 'higher')
             best = self.best.setdefault(name, {}).get(metric)
