@@ -4,20 +4,24 @@ Parity with the official scripts (``data_script/add_MiO_train_degradation.py`` /
 run outside the project with stubbed imports, same fixed parameters, CBSD68, 68 images): SR down-up, blur
 (kernel and image), low light and rain (streak map and image, same NumPy noise stream) are identical to the
 8-bit level; haze differs by one level in 113 of 31.3M values (float32 vs float64 rounding near ties).
-Noise is the same formula (colour Gaussian, clip, round) with a different random stream; JPEG differs by
-design (OpenCV vs DiffJPEG, numbers in :class:`basicsr.data.mioir_degradations.JPEG`).
+Noise is the same formula (colour Gaussian, clip, round) with a different random stream. JPEG (default
+backend ``diffjpeg``) equals MiOIR's synthesis recorded in ``tests/data/diffjpeg_parity.safetensors`` by
+``scripts/make_diffjpeg_parity.py``; ``backend: opencv`` is libjpeg (different artefacts).
 The rain golden numbers below are the official ``rain_blur(get_noise(...))`` maps for
 ``np.random.seed(0)``.
 """
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from safetensors import safe_open
 from scipy.io import savemat
 from scipy.ndimage import correlate
 
@@ -177,9 +181,10 @@ def test_round_sigma_is_off_by_default():
 
 
 # ----------------------------------------------------------------------------------------------------- JPEG
-def test_jpeg_quality_10_is_worse_than_90_and_output_is_on_the_grid(image):
+@pytest.mark.parametrize('backend', ['diffjpeg', 'opencv'])
+def test_jpeg_quality_10_is_worse_than_90_and_output_is_on_the_grid(image, backend):
     rng = np.random.default_rng(0)
-    low, high = JPEG([10, 10])(image, rng), JPEG([90, 90])(image, rng)
+    low, high = JPEG([10, 10], backend=backend)(image, rng), JPEG([90, 90], backend=backend)(image, rng)
     assert _psnr(low, image) + 5 < _psnr(high, image)
     assert _on_grid(low) and low.shape == image.shape
 
@@ -188,8 +193,44 @@ def test_jpeg_draws_integer_quality_in_range_and_handles_gray(image):
     deg = JPEG()
     qs = {deg.draw(np.random.default_rng(s)) for s in range(400)}
     assert qs <= set(range(30, 71)) and {30, 70} <= qs
-    gray = JPEG([50, 50])(image[:, :, :1], np.random.default_rng(0))
-    assert gray.shape == image[:, :, :1].shape
+    for backend in JPEG.BACKENDS:
+        gray = JPEG([50, 50], backend=backend)(image[:, :, :1], np.random.default_rng(0))
+        assert gray.shape == image[:, :, :1].shape and _on_grid(gray)
+
+
+def test_diffjpeg_codes_a_gray_image_as_luminance_only(image):
+    """R = G = B has zero chroma, so every decoded channel is the coded luminance (what the gray path keeps)."""
+    gray = image[:, :, :1]
+    rgb = JPEG([40, 40])(np.repeat(gray, 3, axis=2), np.random.default_rng(0))
+    np.testing.assert_array_equal(rgb[:, :, :1], JPEG([40, 40])(gray, np.random.default_rng(0)))
+    np.testing.assert_array_equal(rgb[:, :, 0], rgb[:, :, 2])
+
+
+def _mioir_jpeg_vectors():
+    with safe_open(str(Path(__file__).resolve().parent / 'data' / 'diffjpeg_parity.safetensors'), 'pt') as f:
+        return {k: f.get_tensor(k).numpy() for k in f.keys() if k.startswith('mioir.')}, \
+            json.loads(f.metadata()['mioir'])
+
+
+@pytest.mark.parametrize('quality', [30, 47, 70])
+def test_jpeg_default_equals_the_official_mioir_synthesis(quality):
+    """MiOIR's steps (8-bit input, DiffJPEG(differentiable=False), rounding to 8 bits) recorded from its own
+    script on a 45x53 CBSD68 crop. Every DCT coefficient is >= 1e-4 steps from a rounding tie (``margin``),
+    so only the final rounding to 8 bits may differ on another CPU: at most one level, on a few pixels."""
+    vectors, meta = _mioir_jpeg_vectors()
+    assert meta['margin'] >= 1e-4 and quality in meta['qualities']
+    clean = vectors['mioir.input_rgb_u8'].astype(np.float32) / 255
+    ours = np.round(JPEG([quality, quality])(clean, np.random.default_rng(0)) * 255).astype(np.int16)
+    official = vectors[f'mioir.q{quality}_rgb_u8'].astype(np.int16)
+    assert np.abs(ours - official).max() <= 1
+    assert np.mean(ours != official) <= 1e-3
+    opencv = np.round(JPEG([quality, quality], backend='opencv')(clean, np.random.default_rng(0)) * 255)
+    assert np.mean(opencv != official) > 0.1  # the other backend is a different codec
+
+
+def test_bad_jpeg_backend():
+    with pytest.raises(ValueError, match='JPEG backend must be one of diffjpeg, opencv'):
+        JPEG(backend='pil')
 
 
 @pytest.mark.parametrize('q', [[0, 50], [50, 101], [30.5, 70], [70, 30]])

@@ -20,7 +20,6 @@ extra keys override the block's).
 
 Differences from the official offline scripts (``data_script/add_MiO_*_degradation.py``), on purpose:
 
-* JPEG uses OpenCV (libjpeg) instead of BasicSR's ``DiffJPEG``; see :class:`JPEG`.
 * Rain and haze keep the input size; the official script first crops the image to multiples of 4. Rain does
   not need the crop at all; haze pads its upsampled depth map instead (see :class:`Haze`).
 * Applied on the fly to a training crop, rain streaks are min-max normalised over the crop, not over the full
@@ -64,6 +63,7 @@ import torch.nn.functional as F
 
 from basicsr.archs.prompt_blocks import MIOIR_TASKS
 from basicsr.data.degradations import _check_range
+from basicsr.utils.diffjpeg import DiffJPEG
 from basicsr.utils.registry import DEGRADATION_REGISTRY, check_kwargs
 
 __all__ = ['BicubicDownUp', 'GaussianBlur', 'JPEG', 'RainStreaks', 'Haze', 'LowLight', 'MiOIRDegradation',
@@ -193,24 +193,30 @@ class GaussianBlur:
 
 @DEGRADATION_REGISTRY.register()
 class JPEG:
-    """JPEG compression with quality ``round(U(quality_range))`` per image, by OpenCV (libjpeg) encode/decode.
+    """JPEG compression with quality ``round(U(quality_range))`` per image; output on the 8-bit grid.
 
-    MiOIR compresses with BasicSR's ``DiffJPEG`` (non-differentiable mode), a PyTorch model of JPEG: tables
-    scaled by a continuous factor (libjpeg rounds and clamps the scaled entries), float DCT, no rounding of
-    the YCbCr planes, zero padding to multiples of 16 (libjpeg repeats the edge), 2x2-average chroma
-    subsampling and nearest-neighbour chroma up-sampling (libjpeg: smooth "fancy" up-sampling). Measured on
-    CBSD68 (68 images, one quality per image, same quality for both): at q = 30..70 the OpenCV output is
-    31.36 dB from the clean image, DiffJPEG's 31.12 dB, and the two are 34.09 dB apart (27.1-41.8); at
-    q = 10..30: 28.08, 27.87 and 32.30 dB. So the artefacts differ clearly, though their strength is similar
-    (OpenCV about 0.2 dB milder); MiOIR's stored JPEG test sets were made with DiffJPEG.
+    ``backend: diffjpeg`` (default) is MiOIR's synthesis: BasicSR's ``DiffJPEG`` model of JPEG in
+    non-differentiable mode (:class:`basicsr.utils.diffjpeg.DiffJPEG`), then rounding to 8 bits, as in
+    ``data_script/add_MiO_*_degradation.py`` (equal to the official outputs, see
+    ``tests/test_data_mioir_degradations.py``). ``backend: opencv`` encodes and decodes with OpenCV's
+    libjpeg instead: a real JPEG codec (rounded, clamped tables, edge-repeated padding, smooth chroma
+    up-sampling) whose artefacts differ clearly from DiffJPEG's at equal quality, with a similar strength.
+    Gray images are compressed as their luminance plane (both backends).
 
     Args:
         quality_range: [low, high] within 1..100 (MiOIR: [30, 70] in distribution, [10, 30] out of
             distribution).
+        backend: 'diffjpeg' (MiOIR) or 'opencv'.
     """
 
-    def __init__(self, quality_range: Sequence[int] = (30, 70)) -> None:
+    BACKENDS = ('diffjpeg', 'opencv')
+
+    def __init__(self, quality_range: Sequence[int] = (30, 70), backend: str = 'diffjpeg') -> None:
         self.quality_range = _int_range('JPEG quality_range', quality_range, 1, 100)
+        if backend not in self.BACKENDS:
+            raise ValueError(f"JPEG backend must be one of {', '.join(self.BACKENDS)}, got {backend!r}")
+        self.backend = backend
+        self._jpeger = DiffJPEG(differentiable=False) if backend == 'diffjpeg' else None
 
     def draw(self, rng: np.random.Generator) -> int:
         return int(_rounded_uniform(rng, self.quality_range, 0))
@@ -221,6 +227,8 @@ class JPEG:
         c = img.shape[2]
         if c not in (1, 3):
             raise ValueError(f'JPEG: images must have 1 or 3 channels, got {c}')
+        if self.backend == 'diffjpeg':
+            return self._diffjpeg(img, quality)
         u8 = (to_uint8_grid(img) * 255.0).round().astype(np.uint8)
         # OpenCV encodes BGR; the JPEG colour transform is not symmetric in R and B
         src = u8[:, :, 0] if c == 1 else cv2.cvtColor(u8, cv2.COLOR_RGB2BGR)
@@ -232,8 +240,16 @@ class JPEG:
         dec = dec[:, :, None] if c == 1 else cv2.cvtColor(dec, cv2.COLOR_BGR2RGB)
         return dec.astype(np.float32) / 255.0
 
+    def _diffjpeg(self, img: np.ndarray, quality: int) -> np.ndarray:
+        # a gray image as R = G = B has zero chroma: the decoded channels are its coded luminance
+        x = _to_tensor(to_uint8_grid(img)).expand(-1, 3, -1, -1).clamp(0, 1)
+        with torch.no_grad():
+            out = self._jpeger(x, quality)
+        out = torch.clamp((out * 255.0).round(), 0, 255) / 255.0
+        return _from_tensor(out[:, :img.shape[2]]).astype(np.float32)
+
     def __repr__(self) -> str:
-        return f'JPEG(quality_range={list(self.quality_range)})'
+        return f'JPEG(quality_range={list(self.quality_range)}, backend={self.backend!r})'
 
 
 # first blur of the seed map: mostly the seed itself, a little spread to its 4 neighbours (MiOIR's values)
