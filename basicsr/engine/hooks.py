@@ -6,6 +6,7 @@ EMA, timing and logging, validation, checkpointing. They run in ascending ``prio
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List
 
@@ -122,6 +123,8 @@ class LoggerHook(Hook):
 
     def before_run(self, trainer: 'Trainer') -> None:
         self.eta = ETA(trainer.iter, trainer.total_iter)
+        if get_dist_info()[0] == 0:
+            rewind_csv(Path(trainer.opt['path']['log']) / 'losses.csv', trainer.iter)
 
     def after_iter(self, trainer: 'Trainer') -> None:
         dt = self.eta.tick()
@@ -144,6 +147,25 @@ class LoggerHook(Hook):
             if new:
                 writer.writerow(['iter'] + list(losses))
             writer.writerow([trainer.iter] + [repr(v) for v in losses.values()])
+
+
+def rewind_csv(path: Path, last_iter: int) -> None:
+    """Drop the rows of ``path`` (first column: iteration) after ``last_iter``: a resumed run logs them again.
+
+    The file is replaced atomically; at iteration 0 it is removed, so a restarted run writes it from scratch.
+    """
+    if not path.is_file():
+        return
+    if last_iter <= 0:
+        path.unlink()
+        return
+    header, *rows = path.read_bytes().splitlines(keepends=True)  # bytes: keep the csv module's line ends
+    kept = [r for r in rows if r.endswith(b'\n') and int(r.split(b',', 1)[0]) <= last_iter]  # no torn row
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    tmp.write_bytes(header + b''.join(kept))
+    os.replace(tmp, path)
 
 
 @HOOK_REGISTRY.register()

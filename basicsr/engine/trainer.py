@@ -14,6 +14,7 @@ from basicsr.engine.checkpoint import (capture_rng_state, load_latest_checkpoint
                                        verified_load)
 from basicsr.engine.evaluator import evaluate, write_results
 from basicsr.engine.hooks import (CheckpointHook, EMAHook, Hook, LoggerHook, ProgressiveHook, ValidationHook)
+from basicsr.engine.run_guard import LauncherWatch, RunLock, remove_stale_temp_files
 from basicsr.models import build_model
 from basicsr.utils.dist import all_gather_objects, barrier, get_dist_info
 from basicsr.utils.logger import get_logger, init_tb_logger
@@ -82,23 +83,27 @@ class Trainer:
         self.opt = opt
         self.rank, self.world = get_dist_info()
         paths = opt['path']
+        self.launcher = LauncherWatch()
+        self.lock = RunLock(paths['experiments_root'])
         if self.rank == 0:
             for key in ('experiments_root', 'models', 'training_states', 'log', 'visualization'):
                 Path(paths[key]).mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()  # one live trainer per experiment folder; then every temp file is stale
+            remove_stale_temp_files(paths['experiments_root'])
         barrier()
         stamp = time.strftime('%Y%m%d_%H%M%S')
         self.logger = get_logger(Path(paths['log']) / f"train_{opt['name']}_{stamp}.log", self.rank)
         if self.rank == 0:
             dump_options(opt, Path(paths['experiments_root']) / 'options_resolved.yml')
         self.tb = None
-        if self.rank == 0 and opt['logger'].get('use_tb_logger', True):
-            self.tb = init_tb_logger(Path(paths['experiments_root']) / 'tb_logger')
         self.seed = int(opt.get('manual_seed') or 0)
-        set_random_seed(self.seed + self.rank)
+        set_random_seed(self.seed)  # every rank builds the same network (and so the same EMA copy)
 
         train_opt = opt['datasets']['train']
         self.train_set = build_dataset(train_opt)
         self.model = build_model(opt)
+        if self.rank > 0:
+            set_random_seed(self.seed + self.rank)  # then per-rank streams (rank 0 keeps the one-process one)
         self.stream = TrainStream(self.train_set, train_opt, self.model.device, self.seed)
         self.val_sets = [(k, build_dataset(v)) for k, v in opt['datasets'].items() if k.startswith('val')]
         self.total_iter = int(opt['train']['total_iter'])
@@ -112,6 +117,9 @@ class Trainer:
         self.logger.info(f"dataset '{train_opt.get('name', 'train')}': {len(self.train_set)} samples, "
                          f'{self.stream.iters_per_epoch} iterations per epoch, {self.world} process(es)')
         self._maybe_resume()
+        if self.rank == 0 and opt['logger'].get('use_tb_logger', True):
+            # events after the resumed iteration were logged by the interrupted run: TensorBoard drops them
+            self.tb = init_tb_logger(Path(paths['experiments_root']) / 'tb_logger', purge_step=self.iter + 1)
 
     def _default_hooks(self) -> List[Hook]:
         opt, train_ds = self.opt, self.opt['datasets']['train']
@@ -171,9 +179,21 @@ class Trainer:
 
     def train(self) -> Dict[str, float]:
         """Run until ``train.total_iter``; returns the last logged losses."""
+        try:
+            return self._train()
+        finally:
+            if self.tb is not None:
+                self.tb.close()
+            self.lock.release()
+
+    def _train(self) -> Dict[str, float]:
         self._call('before_run')
-        start = time.time()
+        start, first = time.time(), self.iter
         while self.iter < self.total_iter:
+            if self.launcher.launcher_gone():
+                self.logger.error(f'the launcher (torchrun, PID {self.launcher.parent}) is gone: stopping at '
+                                  f'iteration {self.iter}; rerun the command to resume from the last checkpoint')
+                return self.last_logged_losses
             batches = [self.stream.next() for _ in range(self.accumulate)]
             self.iter += 1
             self.epoch = self.stream.epoch
@@ -183,9 +203,12 @@ class Trainer:
             self.losses = self.model.optimize_parameters(batches, self.iter)
             self._call('after_iter')
         self._call('after_run')
-        self.logger.info(f'training done: {self.iter} iterations in {time.time() - start:.1f}s this session')
-        if self.tb is not None:
-            self.tb.close()
+        if self.iter > first:
+            self.logger.info(f'training done: this run trained iterations {first + 1}-{self.iter} '
+                             f'({self.iter - first} iterations, {time.time() - start:.1f}s) of {self.total_iter}')
+        else:
+            self.logger.info(f'training done: nothing to train, the run is already at iteration {self.iter} '
+                             f'of {self.total_iter}')
         return self.last_logged_losses
 
     # ------------------------------------------------------------------ validation

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -9,8 +10,20 @@ from typing import Any, Dict, Optional
 LOGGER_NAME = 'basicsr'
 
 
-def get_logger(log_file: Optional[str | Path] = None, rank: int = 0, level: int = logging.INFO) -> logging.Logger:
-    """The package logger; adds a file handler for ``log_file`` once. Ranks > 0 only log errors."""
+def _process_rank() -> int:
+    """This process's rank: the process group's, else torchrun's ``RANK`` (0 outside torchrun)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get('RANK', '0'))
+
+
+def get_logger(log_file: Optional[str | Path] = None, rank: Optional[int] = None,
+               level: int = logging.INFO) -> logging.Logger:
+    """The package logger; adds a file handler for ``log_file`` once. Ranks > 0 only log errors (``rank``
+    defaults to this process's rank, so a plain ``get_logger()`` on rank 1 stays quiet too)."""
+    if rank is None:
+        rank = _process_rank()
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
                for h in logger.handlers):
@@ -29,14 +42,18 @@ def get_logger(log_file: Optional[str | Path] = None, rank: int = 0, level: int 
     return logger
 
 
-def init_tb_logger(log_dir: str | Path) -> Any:
-    """A TensorBoard ``SummaryWriter`` (None if tensorboard is not installed, with a warning)."""
+def init_tb_logger(log_dir: str | Path, purge_step: Optional[int] = None) -> Any:
+    """A TensorBoard ``SummaryWriter`` (None if tensorboard is not installed, with a warning).
+
+    ``purge_step``: readers drop the events of steps >= it that earlier writers left (a resumed run passes
+    the first iteration it trains again, so an interrupted run's later scalars do not appear twice).
+    """
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:  # tensorboard is a requirement; keep training if it is broken
         get_logger().warning(f'TensorBoard disabled: {exc}')
         return None
-    return SummaryWriter(log_dir=str(log_dir))
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
 class ETA:
@@ -61,8 +78,18 @@ class ETA:
         return sum(self.times) / len(self.times) * max(self.total_iter - current_iter, 0)
 
 
+def format_duration(seconds: float) -> str:
+    """'H:MM:SS', with a day count beyond 24 h ('3d 04:05:06'); '?' for NaN."""
+    if seconds != seconds:
+        return '?'
+    days, rest = divmod(int(round(seconds)), 86400)
+    hours, rest = divmod(rest, 3600)
+    clock = f'{hours:02d}:{rest // 60:02d}:{rest % 60:02d}'
+    return f'{days}d {clock}' if days else clock
+
+
 def format_log(epoch: int, it: int, lrs: list, losses: Dict[str, float], eta_s: float, it_time: float) -> str:
-    eta = time.strftime('%H:%M:%S', time.gmtime(eta_s)) if eta_s == eta_s else '?'
+    eta = format_duration(eta_s)
     lr_s = ','.join(f'{lr:.3e}' for lr in lrs)
     loss_s = ' '.join(f'{k}: {v:.4e}' for k, v in losses.items())
     return f'[epoch:{epoch:3d}, iter:{it:8,d}, lr:({lr_s})] [eta: {eta}, time: {it_time:.3f}s] {loss_s}'

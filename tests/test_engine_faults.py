@@ -1,0 +1,143 @@
+"""Killed and faulted runs lose and duplicate nothing: logs rewound on resume, stale temp files removed, one
+live trainer per experiment folder, workers stop with their launcher, "training done" says what this run did."""
+import logging
+import os
+import socket
+import subprocess
+
+import pytest
+
+from engine_helpers import PYTHON, tiny_options
+
+from basicsr.engine.hooks import Hook
+from basicsr.engine.run_guard import LOCK_NAME, RunLockedError
+from basicsr.engine.trainer import Trainer
+from basicsr.utils.logger import format_duration
+from basicsr.utils.options import parse_options
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _trainer(opt_path, overrides=()):
+    return Trainer(parse_options(opt_path, list(overrides), is_train=True))
+
+
+def _interrupt_after(trainer, last_iter):
+    """Make ``trainer`` fail at iteration ``last_iter + 1`` (as a kill would, without its last rows' rewind)."""
+    class Stop(Hook):
+        def before_iter(self, tr, batches):
+            if tr.iter > last_iter:
+                raise Interrupted(f'stopped at {tr.iter}')
+            return batches
+    trainer.hooks.append(Stop())
+
+
+def _scalars(tb_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(tb_dir))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_resume_rewinds_losses_csv_and_tensorboard_to_the_checkpoint(tmp_path):
+    extra = {'logger.use_tb_logger': True}
+    straight = tiny_options(tmp_path / 'a', name='straight', total_iter=6, ckpt_freq=3, extra=extra)
+    _trainer(straight).train()
+    split = tiny_options(tmp_path / 'b', name='split', total_iter=6, ckpt_freq=3, extra=extra)
+    first = _trainer(split)
+    _interrupt_after(first, 5)  # rows 4 and 5 are logged after the checkpoint of iteration 3
+    with pytest.raises(Interrupted):
+        first.train()
+    log_b = tmp_path / 'b' / 'experiments' / 'split' / 'log' / 'losses.csv'
+    assert [line.split(',')[0] for line in log_b.read_text().splitlines()[1:]] == ['1', '2', '3', '4', '5']
+    second = _trainer(split)
+    assert second.iter == 3
+    second.train()
+    exp_a = tmp_path / 'a' / 'experiments' / 'straight'
+    assert log_b.read_bytes() == (exp_a / 'log' / 'losses.csv').read_bytes()
+    ref = _scalars(exp_a / 'tb_logger', 'losses/l_pixel')
+    assert [s for s, _ in ref] == [1, 2, 3, 4, 5, 6]
+    got = _scalars(tmp_path / 'b' / 'experiments' / 'split' / 'tb_logger', 'losses/l_pixel')
+    assert [s for s, _ in got] == [1, 2, 3, 4, 5, 6]
+    assert got == ref  # resume is bit-exact, so are the float32 events
+
+
+def test_stale_temp_files_of_interrupted_writes_are_removed_at_start(tmp_path):
+    opt = tiny_options(tmp_path, name='tmp', total_iter=2, ckpt_freq=2)
+    exp = tmp_path / 'experiments' / 'tmp'
+    stale = [exp / 'training_states' / '.ckpt_00000003.pth.tmp4242',
+             exp / 'training_states' / '.ckpt_00000003.pth.sha256.tmp4242',
+             exp / 'models' / '.net_g_latest.pth.tmp4242',
+             exp / 'visualization' / 'val' / '00000002' / '.img00.png.k2j3h4.tmp']
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b'x' * 100)
+    keep = exp / 'training_states' / 'notes.tmp'
+    keep.write_text('not a temp file of an atomic write')
+    _trainer(opt)
+    assert not [p for p in stale if p.exists()]
+    assert keep.exists()
+
+
+def test_second_trainer_on_a_live_experiment_folder_is_refused(tmp_path):
+    opt = tiny_options(tmp_path, name='locked', total_iter=2, ckpt_freq=2)
+    exp = tmp_path / 'experiments' / 'locked'
+    exp.mkdir(parents=True)
+    holder = subprocess.Popen([PYTHON, '-c', 'import time; time.sleep(60)'])
+    try:
+        (exp / LOCK_NAME).write_text(f'{holder.pid} {socket.gethostname()}\n')
+        with pytest.raises(RunLockedError) as err:
+            _trainer(opt)
+        message = str(err.value)
+        assert '\n' not in message
+        assert f'PID {holder.pid} on {socket.gethostname()}' in message and str(exp) in message
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (exp / 'training_states').exists() or not list((exp / 'training_states').iterdir())
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path, caplog):
+    opt = tiny_options(tmp_path, name='stale', total_iter=2, ckpt_freq=2)
+    exp = tmp_path / 'experiments' / 'stale'
+    exp.mkdir(parents=True)
+    dead = subprocess.Popen([PYTHON, '-c', 'pass'])
+    dead.wait()
+    (exp / LOCK_NAME).write_text(f'{dead.pid} {socket.gethostname()}\n')
+    with caplog.at_level(logging.WARNING, logger='basicsr'):
+        trainer = _trainer(opt)
+    assert f'stale lock' in caplog.text and f'PID {dead.pid}' in caplog.text
+    assert (exp / LOCK_NAME).read_text().split() == [str(os.getpid()), socket.gethostname()]
+    trainer.train()
+    assert not (exp / LOCK_NAME).exists()  # released when the run ends
+
+
+def test_training_done_reports_what_this_invocation_trained(tmp_path, caplog):
+    opt = tiny_options(tmp_path, name='done', total_iter=4, ckpt_freq=2)
+    _trainer(opt, ['train.total_iter=2']).train()
+    with caplog.at_level(logging.INFO, logger='basicsr'):
+        _trainer(opt).train()
+    assert 'training done: this run trained iterations 3-4 (2 iterations' in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger='basicsr'):
+        _trainer(opt).train()
+    assert 'training done: nothing to train, the run is already at iteration 4 of 4' in caplog.text
+
+
+def test_eta_counts_days_instead_of_wrapping_at_24_hours():
+    assert format_duration(3 * 86400 + 4 * 3600 + 5 * 60 + 6) == '3d 04:05:06'
+    assert format_duration(86399) == '23:59:59'
+    assert format_duration(float('nan')) == '?'
+
+
+def test_ranks_above_zero_stay_quiet_on_the_console(monkeypatch):
+    from basicsr.utils.logger import get_logger
+    monkeypatch.setenv('RANK', '1')  # torchrun's variable, before the process group exists
+    try:
+        assert get_logger().getEffectiveLevel() == logging.ERROR
+        assert not get_logger().isEnabledFor(logging.WARNING)
+    finally:
+        monkeypatch.delenv('RANK')
+        assert get_logger().getEffectiveLevel() == logging.INFO
