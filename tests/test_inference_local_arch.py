@@ -142,3 +142,16 @@ def test_tlc_repo_local_types_zero_pad_sizes_that_are_not_multiples(local, base,
 def test_padder_size_is_checked():
     with pytest.raises(ValueError, match='padder_size'):
         build_network({'type': 'HINetLocal', **HINET, 'padder_size': -1})
+
+
+def test_inference_pipeline_hands_official_local_types_the_unpadded_image():
+    """Their zero padding covers the network's multiple, so ``pad_multiple: auto`` adds no reflect padding
+    (the official test calls the network on the image as is)."""
+    from basicsr.archs.outputs import main_output
+    from basicsr.inference.pipeline import InferencePipeline
+    net = build_network({'type': 'HINetLocal', **HINET, 'train_size': [1, 3, 64, 64]}).eval()
+    assert net.size_multiple == 1
+    assert build_network({'type': 'HINetLocal', **HINET, 'padder_size': 0}).size_multiple == 4
+    x = torch.rand(1, 3, 37, 45)
+    with torch.no_grad():
+        torch.testing.assert_close(InferencePipeline(net)(x), main_output(net(x)), atol=1e-6, rtol=0)

@@ -75,6 +75,13 @@ class _ZeroPadded(nn.Module):
 
     padder_size: int
 
+    @property
+    def size_multiple(self) -> int:
+        """1 when the internal padding already reaches the base network's multiple: then the inference
+        pipeline (``pad_multiple: auto``) hands the image over unpadded, as the official test does."""
+        base = super().size_multiple
+        return 1 if self.padder_size and self.padder_size % base == 0 else base
+
     def forward(self, x: Tensor) -> Any:
         h, w = x.shape[-2:]
         p = self.padder_size
