@@ -83,3 +83,8 @@ def test_differentiable_rounding_passes_gradients():
 def test_bad_input_names_what_is_expected(x, quality, match):
     with pytest.raises(ValueError, match=match):
         DiffJPEG()(x, quality)
+
+
+def test_basicsr_utils_exports_it_like_basicsr():
+    from basicsr.utils import DiffJPEG as exported
+    assert exported is DiffJPEG

@@ -1,7 +1,7 @@
 """Shared utilities: registries, image I/O, logging, options.
 
 ``from basicsr.utils import X`` offers BasicSR's names (image helpers in BasicSR's BGR convention,
-``FileClient``, loggers, seeding, folders, colour conversions), each imported on first use so that
+``FileClient``, loggers, seeding, folders, colour conversions, ``DiffJPEG``), each imported on first use so that
 ``import basicsr.utils.registry`` stays cheap.
 """
 import importlib
@@ -9,6 +9,7 @@ from typing import Any
 
 _EXPORTS = {
     'basicsr.utils.color_util': ('bgr2ycbcr', 'rgb2ycbcr', 'rgb2ycbcr_pt', 'ycbcr2bgr', 'ycbcr2rgb'),
+    'basicsr.utils.diffjpeg': ('DiffJPEG', ),
     'basicsr.utils.file_client': ('FileClient', ),
     'basicsr.utils.img_bgr': ('crop_border', 'imfrombytes', 'img2tensor', 'imwrite', 'tensor2img'),
     'basicsr.utils.logger': ('AvgTimer', 'MessageLogger', 'get_env_info', 'get_root_logger', 'init_tb_logger',
