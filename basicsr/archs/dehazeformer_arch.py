@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr.archs.input_size import pad_to_multiple
+from basicsr.archs.input_size import pad_to_multiple, reflect_pad
 from basicsr.archs.sr_blocks import window_partition, window_reverse
 from basicsr.utils.registry import ARCH_REGISTRY
 
@@ -156,8 +156,8 @@ class Attention(nn.Module):
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % ws, -w % ws
         if s > 0:
-            return F.pad(x, (s, (ws - s + pad_w) % ws, s, (ws - s + pad_h) % ws), mode='reflect')
-        return F.pad(x, (0, pad_w, 0, pad_h), mode='reflect')
+            return reflect_pad(x, (s, (ws - s + pad_w) % ws, s, (ws - s + pad_h) % ws))
+        return reflect_pad(x, (0, pad_w, 0, pad_h))
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.use_attn:
@@ -296,6 +296,10 @@ class DehazeFormer(nn.Module):
         bad = [c for c in conv_type if c not in _CONV_TYPES]
         if bad:
             raise ValueError(f'DehazeFormer: conv_type entries must be one of {_CONV_TYPES}, got {list(conv_type)}')
+        uneven = [i for i in range(5) if attn_ratio[i] > 0 and embed_dims[i] % num_heads[i]]
+        if uneven:
+            raise ValueError(f'DehazeFormer: embed_dims must be multiples of num_heads on levels with attention, '
+                             f'got embed_dims={list(embed_dims)}, num_heads={list(num_heads)} (levels {uneven})')
         depth = sum(depths)
 
         def layer(i: int) -> BasicLayer:
