@@ -40,7 +40,8 @@ CASES: Dict[str, tuple] = {
     'HINetLocal': ('tlc', 'local_arch', {'wf': 4, 'depth': 3},
                    [((1, 3, 48, 48), None, False, [(61, 45), (45, 38)]),
                     ((1, 3, 64, 64), None, False, [(100, 37)]),
-                    ((1, 3, 64, 64), 80, True, [(52, 45)])]),
+                    ((1, 3, 64, 64), 80, True, [(52, 45)]),
+                    ((1, 3, 40, 40), None, False, [(52, 45)])]),  # calibration input zero-padded to 48
     'MPRNetLocal': ('tlc', 'local_arch', {'n_feat': 4, 'scale_unetfeats': 2, 'scale_orsnetfeats': 2,
                                           'num_cab': 1, 'reduction': 2},
                     [((1, 3, 64, 64), None, False, [(45, 37), (37, 30)]),
@@ -50,7 +51,8 @@ CASES: Dict[str, tuple] = {
                                                  'heads': [1, 1, 2, 2], 'ffn_expansion_factor': 1},
                        [((1, 3, 32, 32), None, False, [(61, 45), (38, 30)]),
                         ((1, 3, 64, 64), None, False, [(100, 37)]),
-                        ((1, 3, 32, 32), (40, 56), False, [(52, 45)])]),
+                        ((1, 3, 32, 32), (40, 56), False, [(52, 45)]),
+                        ((1, 3, 36, 36), None, False, [(52, 45)])]),  # calibration input zero-padded to 40
     'NAFNetLocal': ('nafnet', 'NAFNet_arch', {'width': 4, 'enc_blk_nums': [1, 1], 'middle_blk_num': 1,
                                               'dec_blk_nums': [1, 1]},
                     [((1, 3, 32, 32), None, False, [(61, 45)]),

@@ -1,6 +1,4 @@
 """Per-epoch schedules (MPRNet/DSRIR warm-up cosine, PromptIR linear warm-up cosine) and DSRIR's stage plan."""
-import math
-
 import pytest
 import torch
 
@@ -47,38 +45,16 @@ def test_epoch_of_iteration_follows_segments():
     assert [epoch_of_iteration(i, segs) for i in range(14)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3]
 
 
-def test_dsrir_warmup_cosine_per_epoch_matches_the_official_values():
-    # methods.md section 3.3 (verified with warmup-scheduler 0.3): 6.67e-5, 1.33e-4, 2e-4, 2e-4, ..., ~1e-6
-    ipe = 4
-    lrs = _lrs({'type': 'WarmupCosineEpochLR', 'iters_per_epoch': ipe, 'total_epochs': 347, 'warmup_epochs': 3,
-                'eta_min': 1e-6}, 347 * ipe)
-    per_epoch = lrs[::ipe]
-    assert all(len(set(lrs[e * ipe:(e + 1) * ipe])) == 1 for e in range(347))  # constant inside an epoch
-    assert per_epoch[:4] == pytest.approx([2e-4 / 3, 4e-4 / 3, 2e-4, 2e-4])
-    t = 344
-    assert per_epoch[4] == pytest.approx(1e-6 + 0.5 * (2e-4 - 1e-6) * (1 + math.cos(math.pi / t)))
-    assert per_epoch[-1] == pytest.approx(1.0e-6, abs=1e-8)
-
-
-def test_mprnet_denoising_cosine_period_is_longer_than_training():
-    lrs = _lrs({'type': 'WarmupCosineEpochLR', 'iters_per_epoch': 1, 'total_epochs': 80, 'warmup_epochs': 3,
-                'cosine_epochs': 117, 'eta_min': 1e-6}, 80)
-    assert lrs[-1] == pytest.approx(1e-6 + 0.5 * (2e-4 - 1e-6) * (1 + math.cos(math.pi * 76 / 117)))
-    assert lrs[-1] > 5e-5
-
-
-def test_promptir_linear_warmup_cosine_per_epoch():
-    # methods.md section 4.3: f(e) = e * 2e-4 / 14 for e < 15, 1e-4 * (1 + cos(pi (e - 15) / 135)) after;
-    # training stops after 120 epochs at about 2.5e-5
+def test_promptir_lag_epochs_shifts_the_closed_form_by_whole_epochs():
+    # the official values (Lightning's lag of one epoch) are checked in test_recipes_official.py
     ipe = 3
-    lrs = _lrs({'type': 'LinearWarmupCosineEpochLR', 'iters_per_epoch': ipe, 'warmup_epochs': 15, 'max_epochs': 150},
-               120 * ipe)
-    per_epoch = lrs[::ipe]
-    assert per_epoch[0] == 0.0
-    assert per_epoch[7] == pytest.approx(7 * 2e-4 / 14)
-    assert per_epoch[14] == pytest.approx(2e-4) and per_epoch[15] == pytest.approx(2e-4)
-    assert per_epoch[60] == pytest.approx(1e-4 * (1 + math.cos(math.pi * 45 / 135)))
-    assert per_epoch[119] == pytest.approx(2.49e-5, abs=1e-7)
+    opt = {'type': 'LinearWarmupCosineEpochLR', 'iters_per_epoch': ipe, 'warmup_epochs': 15, 'max_epochs': 150}
+    lag1 = _lrs(opt, 40 * ipe)[::ipe]
+    lag0 = _lrs({**opt, 'lag_epochs': 0}, 40 * ipe)[::ipe]
+    assert lag1[0] == lag1[1] == lag0[0] == 0.0
+    assert lag1[1:] == lag0[:-1]
+    with pytest.raises(ValueError, match='lag_epochs must be >= 0'):
+        _lrs({**opt, 'lag_epochs': -1}, 1)
 
 
 def test_epoch_scheduler_state_resumes():

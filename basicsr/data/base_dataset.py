@@ -40,7 +40,8 @@ class RestorationDataset(Dataset, ABC):
     next good one instead of raising), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3),
     ``color`` ('rgb' or 'y': BasicSR's Y-channel training on the BT.601 luma of RGB images),
     ``cache_images`` (keep decoded images in memory), ``pad_to_gt_size`` (mirror-pad training images smaller
-    than ``gt_size`` instead of raising; on by default for Restormer's ``Dataset_*`` type names).
+    than ``gt_size`` instead of raising; on by default for Restormer's ``Dataset_*`` type names),
+    ``aug_identity_weight`` (see :func:`~basicsr.data.transforms.augment`: 2 for MPRNet/DSRIR, 0 for PromptIR).
     """
 
     def __init__(self, opt: Dict[str, Any]) -> None:
@@ -67,6 +68,10 @@ class RestorationDataset(Dataset, ABC):
             both = bool(opt.get('geometric_augs', False))
             self.use_hflip = bool(opt.get('use_hflip', opt.get('use_flip', both)))
             self.use_rot = bool(opt.get('use_rot', both))
+            self.identity_weight = int(opt.get('aug_identity_weight', 1))
+            if self.identity_weight != 1 and not (self.use_hflip and self.use_rot and self.identity_weight >= 0):
+                raise DataError(f"{self.owner}: option 'aug_identity_weight' ({opt['aug_identity_weight']!r}) needs "
+                                f'use_hflip and use_rot true and must be >= 0')
             # Restormer's Dataset_* classes mirror-pad images smaller than the patch; ours raise unless asked
             self.pad_to_gt_size = bool(opt.get('pad_to_gt_size', str(opt.get('type', '')).startswith('Dataset_')))
 
@@ -120,7 +125,8 @@ class RestorationDataset(Dataset, ABC):
                 if self.pad_to_gt_size:
                     gt, lq = pad_to_patch(gt, lq, self.gt_size, self.scale)
                 gt, lq = paired_random_crop(gt, lq, self.gt_size, self.scale, gt_path, rng, lq_path)
-                gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng)
+                gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng,
+                                 identity_weight=self.identity_weight)
         except ValueError as exc:
             raise DataError(str(exc)) from None
         return gt, lq

@@ -27,7 +27,8 @@ def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, di
     Options: ``phase``; ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (per process: with torchrun
     every rank loads its own share); ``use_shuffle`` (train, only without a sampler); ``pin_memory``
     (default true, used only when CUDA is in use); ``persistent_workers`` (default true with workers).
-    Train loaders drop the last incomplete batch; val/test loaders default to batch 1, in order.
+    Train loaders drop the last incomplete batch unless ``drop_last: false`` (MPRNet's loaders keep it);
+    val/test loaders default to batch 1, in order.
 
     ``dist`` is accepted for BasicSR's signature only: batch size and workers are per process in both cases
     (one code path for 1..N processes under torchrun). The dataset's per-sample seed base is set to ``seed``
@@ -38,8 +39,8 @@ def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, di
     if hasattr(dataset, 'set_seed'):
         dataset.set_seed(seed)
     batch_size = int(opt.get('batch_size_per_gpu', 1))
-    drop_last = phase == 'train'
-    shuffle = drop_last and sampler is None and bool(opt.get('use_shuffle', True))
+    drop_last = phase == 'train' and bool(opt.get('drop_last', True))
+    shuffle = phase == 'train' and sampler is None and bool(opt.get('use_shuffle', True))
     num_workers = int(opt.get('num_worker_per_gpu', 0))
     if batch_size < 1 or num_workers < 0:
         raise ValueError(f"dataset '{opt.get('name', '?')}': batch_size_per_gpu must be >= 1 and "

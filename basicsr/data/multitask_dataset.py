@@ -36,14 +36,14 @@ from basicsr.data.data_util import DataError
 from basicsr.utils.registry import DATASET_REGISTRY, RegistryError
 
 # options of the multi-task block that every task inherits unless it sets them itself
-INHERITED_KEYS = ('phase', 'gt_size', 'use_flip', 'use_hflip', 'use_rot', 'geometric_augs', 'scale', 'in_ch',
-                  'color', 'cache_images', 'pad_to_gt_size', 'skip_bad', 'io_backend', 'noise_seed')
+INHERITED_KEYS = ('phase', 'gt_size', 'use_flip', 'use_hflip', 'use_rot', 'geometric_augs', 'aug_identity_weight',
+                  'scale', 'in_ch', 'color', 'cache_images', 'pad_to_gt_size', 'skip_bad', 'io_backend', 'noise_seed')
 # keys that describe the task itself rather than its dataset
 TASK_KEYS = ('name', 'label', 'repeat')
 # loader-level keys belong to the multi-task block only
 LOADER_KEYS = ('use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode',
-               'pin_memory', 'persistent_workers', 'mini_batch_sizes', 'iters', 'gt_sizes', 'tasks', 'balance_tasks',
-               'num_task_prompts')
+               'pin_memory', 'persistent_workers', 'drop_last', 'mini_batch_sizes', 'iters', 'gt_sizes',
+               'progressive_crop', 'tasks', 'balance_tasks', 'num_task_prompts')
 
 
 class Task:

@@ -86,7 +86,7 @@ class SyntheticDegradationDataset(RestorationDataset):
                 gt, _ = paired_random_crop(gt, gt, self.gt_size, 1, path, rng)
             except ValueError as exc:
                 raise DataError(str(exc)) from None
-            gt = augment(gt, self.use_hflip, self.use_rot, rng)
+            gt = augment(gt, self.use_hflip, self.use_rot, rng, identity_weight=self.identity_weight)
         else:
             rng = self.eval_rng(name)
         gt = self.finalize(gt, path)

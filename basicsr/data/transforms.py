@@ -106,18 +106,32 @@ def inverse_dihedral(img: np.ndarray, hflip: bool, rot90: int) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+# the 7 non-identity elements as (hflip, quarter turns), in a fixed order for identity-weighted draws
+_NON_IDENTITY = [(False, 1), (False, 2), (False, 3), (True, 0), (True, 1), (True, 2), (True, 3)]
+
+
 def augment(imgs: Images, hflip: bool, rotation: bool, rng: np.random.Generator,
-            return_params: bool = False) -> Union[Images, Tuple[Images, Tuple[bool, int]]]:
+            return_params: bool = False,
+            identity_weight: int = 1) -> Union[Images, Tuple[Images, Tuple[bool, int]]]:
     """Apply one random element of the dihedral group (8 flips/rotations) to all images alike.
 
     ``hflip`` enables the horizontal flip, ``rotation`` the quarter turns (both -> all 8 elements).
+    ``identity_weight`` (both enabled) draws one of ``identity_weight + 7`` equally likely outcomes of which
+    ``identity_weight`` leave the images unchanged: 1 is the uniform group, 2 the index ``randint(0, 8)`` of
+    MPRNet/DSRIR (identity 2/9, every other element 1/9), 0 PromptIR's ``randint(1, 7)`` (never identity).
     With ``return_params`` also returns ``(flipped, quarter_turns)`` so the transform can be inverted.
     """
     img_list, single = _as_list(imgs)
-    # draw both numbers unconditionally so enabling one option does not shift the other's stream
-    flip_draw, rot_draw = rng.random(), int(rng.integers(0, 4))
-    flip = hflip and flip_draw < 0.5
-    rot = rot_draw if rotation else 0
+    if identity_weight != 1:
+        if not (hflip and rotation) or identity_weight < 0:
+            raise ValueError(f'identity_weight {identity_weight!r} needs use_hflip and use_rot and must be >= 0')
+        k = int(rng.integers(0, identity_weight + 7))
+        flip, rot = _NON_IDENTITY[k - identity_weight] if k >= identity_weight else (False, 0)
+    else:
+        # draw both numbers unconditionally so enabling one option does not shift the other's stream
+        flip_draw, rot_draw = rng.random(), int(rng.integers(0, 4))
+        flip = hflip and flip_draw < 0.5
+        rot = rot_draw if rotation else 0
     out = [dihedral(im, flip, rot) for im in img_list]
     result: Images = out[0] if single else out
     if return_params:

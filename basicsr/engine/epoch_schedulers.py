@@ -110,26 +110,32 @@ class WarmupCosineEpochLR(EpochLR):
 
 @SCHEDULER_REGISTRY.register()
 class LinearWarmupCosineEpochLR(EpochLR):
-    """PromptIR: Lightning-Bolts ``LinearWarmupCosineAnnealingLR`` stepped per epoch (0-based epoch e).
+    """PromptIR: Lightning-Bolts ``LinearWarmupCosineAnnealingLR`` stepped per epoch by Lightning.
 
-    ``warmup_start_lr + e * (base - warmup_start_lr) / (warmup_epochs - 1)`` for e < warmup_epochs, then
-    ``eta_min + (base - eta_min) * (1 + cos(pi * (e - W) / (max_epochs - W))) / 2``. PromptIR: W = 15,
-    max_epochs = 150, start 0, eta_min 0 (epoch 0 runs at lr 0; training stops after 120 epochs, before the
-    cosine ends). Unlike :class:`~basicsr.engine.schedulers.LinearWarmupCosineLR`, the warm-up reaches the base
-    rate at epoch W - 1, as in Lightning-Bolts.
+    Closed form f(k) = ``warmup_start_lr + k * (base - warmup_start_lr) / (warmup_epochs - 1)`` for k < W, then
+    ``eta_min + (base - eta_min) * (1 + cos(pi * (k - W) / (max_epochs - W))) / 2``. Lightning steps an
+    epoch-interval scheduler at the end of epoch e with ``current_epoch`` still e, and PromptIR's
+    ``lr_scheduler_step`` passes that epoch, so 0-based epoch e trains at f(max(e - ``lag_epochs``, 0)) with
+    ``lag_epochs`` 1: epochs 0 and 1 both at lr 0, the base rate reached at epochs 15 and 16 (pytorch-lightning
+    2.0.1, PromptIR's version). ``lag_epochs: 0`` gives f(e). PromptIR: W = 15, max_epochs = 150, start 0,
+    eta_min 0; training stops after 120 epochs, before the cosine ends.
     """
 
     def __init__(self, optimizer: Optimizer, iters_per_epoch: ItersPerEpoch, warmup_epochs: int = 15,
-                 max_epochs: int = 150, warmup_start_lr: float = 0.0, eta_min: float = 0.0,
+                 max_epochs: int = 150, warmup_start_lr: float = 0.0, eta_min: float = 0.0, lag_epochs: int = 1,
                  last_epoch: int = -1) -> None:
         if not 1 < warmup_epochs < max_epochs:
             raise ValueError(f'LinearWarmupCosineEpochLR: need 1 < warmup_epochs < max_epochs, got '
                              f'warmup_epochs={warmup_epochs}, max_epochs={max_epochs}')
+        if lag_epochs < 0:
+            raise ValueError(f'LinearWarmupCosineEpochLR: lag_epochs must be >= 0, got {lag_epochs}')
         self.warmup_epochs, self.max_epochs = int(warmup_epochs), int(max_epochs)
         self.warmup_start_lr, self.eta_min = float(warmup_start_lr), float(eta_min)
+        self.lag_epochs = int(lag_epochs)
         super().__init__(optimizer, iters_per_epoch, last_epoch)
 
     def lr_at_epoch(self, base_lr: float, epoch: int) -> float:
+        epoch = max(epoch - self.lag_epochs, 0)
         w = self.warmup_epochs
         if epoch < w:
             return self.warmup_start_lr + epoch * (base_lr - self.warmup_start_lr) / (w - 1)

@@ -42,15 +42,20 @@ class ProgressiveHook(Hook):
     """Restormer's progressive learning: at cumulative ``iters`` boundaries, use ``mini_batch_sizes[j]``
     samples of each loaded batch, randomly cropped to ``gt_sizes[j]`` (the loader yields ``gt_size``).
 
+    ``crop``: 'batch' (Restormer: one offset for the whole batch) or 'per_sample' (DSRIR, whose per-stage
+    loaders crop every sample independently: here each sample gets its own offset inside its loaded patch).
     Randomness comes from a generator seeded with (seed, iteration), so a resumed run crops identically.
     """
     priority = 10
 
     def __init__(self, mini_batch_sizes: List[int], gt_sizes: List[int], iters: List[int], scale: int = 1,
-                 seed: int = 0) -> None:
+                 seed: int = 0, crop: str = 'batch') -> None:
         if not len(mini_batch_sizes) == len(gt_sizes) == len(iters):
             raise ValueError(f'datasets.train: mini_batch_sizes ({len(mini_batch_sizes)}), gt_sizes '
                              f'({len(gt_sizes)}) and iters ({len(iters)}) must have the same length')
+        if crop not in ('batch', 'per_sample'):
+            raise ValueError(f"datasets.train.progressive_crop must be 'batch' or 'per_sample', got {crop!r}")
+        self.crop = crop
         self.mini_batch_sizes, self.gt_sizes, self.scale, self.seed = mini_batch_sizes, gt_sizes, scale, seed
         self.bounds = [sum(iters[:i + 1]) for i in range(len(iters))]
         self._announced = -1
@@ -80,13 +85,23 @@ class ProgressiveHook(Hook):
             lq_size = size // self.scale
             h, w = lq.shape[-2:]
             if lq_size < min(h, w):
-                top = int(torch.randint(h - lq_size + 1, (1, ), generator=gen))
-                left = int(torch.randint(w - lq_size + 1, (1, ), generator=gen))
-                lq = lq[..., top:top + lq_size, left:left + lq_size]
-                s = self.scale
-                gt = gt[..., top * s:(top + lq_size) * s, left * s:(left + lq_size) * s]
+                gt, lq = self._crop(gt, lq, lq_size, gen)
             out.append({**batch, 'gt': gt, 'lq': lq})
         return out
+
+    def _crop(self, gt: torch.Tensor, lq: torch.Tensor, lq_size: int, gen: torch.Generator) -> tuple:
+        """Crop (N, C, H, W) ``lq`` to ``lq_size`` and ``gt`` alike: one offset, or one per sample."""
+        h, w = lq.shape[-2:]
+        n = lq.size(0) if self.crop == 'per_sample' else 1
+        tops = torch.randint(h - lq_size + 1, (n, ), generator=gen).tolist()
+        lefts = torch.randint(w - lq_size + 1, (n, ), generator=gen).tolist()
+        s, gs = self.scale, lq_size * self.scale
+        if n == 1:
+            t, l_ = tops[0], lefts[0]
+            return gt[..., t * s:t * s + gs, l_ * s:l_ * s + gs], lq[..., t:t + lq_size, l_:l_ + lq_size]
+        gts = [g[..., t * s:t * s + gs, l_ * s:l_ * s + gs] for g, t, l_ in zip(gt, tops, lefts)]
+        lqs = [x[..., t:t + lq_size, l_:l_ + lq_size] for x, t, l_ in zip(lq, tops, lefts)]
+        return torch.stack(gts), torch.stack(lqs)
 
 
 def _per_sample(value: Any, n: int) -> bool:

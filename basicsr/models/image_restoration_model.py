@@ -85,6 +85,9 @@ class ImageRestorationModel:
         mixing = train.get('mixing_augs') or {}
         self.mixup_beta = float(mixing.get('mixup_beta', 1.2)) if mixing.get('mixup') else 0.0
         self.mixup_identity = bool(mixing.get('use_identity', False))
+        self.mixup_per_sample = bool(mixing.get('lambda_per_sample', False))
+        self.mixup_start_iter = int(mixing.get('start_iter', 0))
+        self.current_iter = 0
 
         rank, world = get_dist_info()
         if world > 1:
@@ -132,17 +135,28 @@ class ImageRestorationModel:
         self.conditions = condition_kwargs(self.net_g, data, 'training batch', self.device)
 
     def _mixup(self, gt: torch.Tensor, lq: torch.Tensor) -> tuple:
-        """Restormer's mixing augmentation with the model's own seeded generator."""
+        """Mix every sample with another of the batch: ``lam * x + (1 - lam) * x[perm]``, lam ~
+        Beta(mixup_beta, mixup_beta) drawn with the model's own seeded generator.
+
+        ``train.mixing_augs``: Restormer draws one lam per batch and, with ``use_identity``, skips half the
+        batches; MPRNet's ``MixUp_AUG`` (``lambda_per_sample: true``, beta 0.6) draws one lam per sample and
+        starts after epoch 5 (``start_iter``: mixing from iteration ``start_iter + 1``).
+        """
         n_aug = 2 if self.mixup_identity else 1   # 'identity' is the second choice
         if int(torch.randint(n_aug, (1, ), generator=self.mix_gen)) == 1:
             return gt, lq
-        lam = _beta_sample(self.mix_gen, self.mixup_beta)
+        if self.mixup_per_sample:
+            lam = torch.tensor([_beta_sample(self.mix_gen, self.mixup_beta) for _ in range(gt.size(0))],
+                               dtype=gt.dtype).view(-1, 1, 1, 1).to(gt.device)
+        else:
+            lam = _beta_sample(self.mix_gen, self.mixup_beta)
         perm = torch.randperm(gt.size(0), generator=self.mix_gen).to(gt.device)
         return lam * gt + (1 - lam) * gt[perm], lam * lq + (1 - lam) * lq[perm]
 
     def optimize_parameters(self, batches: Sequence[Dict[str, Any]], current_iter: int) -> Dict[str, float]:
         """One optimiser step over ``batches`` (``accumulate_grad`` micro-batches); returns the losses."""
         self.optimizer_g.zero_grad(set_to_none=True)
+        self.current_iter = current_iter
         totals: Dict[str, torch.Tensor] = OrderedDict()
         n = len(batches)
         for i, batch in enumerate(batches):
@@ -172,7 +186,7 @@ class ImageRestorationModel:
     def compute_losses(self) -> Tuple[Any, Dict[str, torch.Tensor]]:
         """Forward the fed batch; ``(network output, {'l_<name>': loss})`` (called under autocast)."""
         gt, lq = self.gt, self.lq
-        if self.mixup_beta > 0:
+        if self.mixup_beta > 0 and self.current_iter > self.mixup_start_iter:
             gt, lq = self._mixup(gt, lq)
         out = self.net_g(lq, **self.conditions)
         return out, OrderedDict((f'l_{k[:-4]}', term(out, gt, lq=lq)) for k, term in self.loss_terms.items())

@@ -11,8 +11,9 @@ registered loss plus an optional ``outputs`` entry saying which outputs it score
   of tensors) and the name ``lq`` means the network input, e.g. DSRIR's contrastive loss
   ``[{pred: 'stage:3', positives: ['stage:2', 'stage:1'], negative: lq}]``.
 
-``stage_weights`` (same length as the resolved outputs) weights the summands. The target is always the
-ground truth, passed as the second positional argument.
+``stage_weights`` (same length as the resolved outputs) weights the summands. ``clamp: [lo, hi]`` clamps the
+scored outputs first (MPRNet's denoising loss scores ``clamp(stage, 0, 1)``; no gradient flows where an output
+is outside). The target is always the ground truth, passed as the second positional argument.
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ class LossTerm(nn.Module):
         self.key = key
         self.outputs: Optional[List[OutputSpec]] = _as_list(opt.pop('outputs', None))
         self.stage_weights: Optional[List[float]] = opt.pop('stage_weights', None)
+        self.clamp = opt.pop('clamp', None)
+        if self.clamp is not None and not (isinstance(self.clamp, (list, tuple)) and len(self.clamp) == 2):
+            raise ValueError(f'train.{key}.clamp must be [low, high], got {self.clamp!r}')
         if self.stage_weights is not None and self.outputs is not None \
                 and len(self.stage_weights) != len(self.outputs):
             raise ValueError(self._weights_message(self.outputs))
@@ -88,7 +92,8 @@ class LossTerm(nn.Module):
                 raise ValueError(f"train.{self.key}.outputs asks for '{INPUT_NAME}' (the network input) but the "
                                  'model did not pass it to the loss')
             return lq
-        return _pick(out, name)
+        picked = _pick(out, name)
+        return picked if self.clamp is None else picked.clamp(float(self.clamp[0]), float(self.clamp[1]))
 
 
 def _spec_names(spec: OutputSpec) -> List[str]:

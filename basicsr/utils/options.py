@@ -145,16 +145,17 @@ DATASET_KEYS = {
     'name': Key(str), 'type': Key(str, required=True), 'phase': Key(str),
     'use_shuffle': Key(bool), 'num_worker_per_gpu': Key(int), 'batch_size_per_gpu': Key(int),
     'dataset_enlarge_ratio': Key(NUM), 'prefetch_mode': Key(OPT_STR, choices=[None, 'cpu', 'cuda']),
-    'pin_memory': Key(bool), 'persistent_workers': Key(bool),
+    'pin_memory': Key(bool), 'persistent_workers': Key(bool), 'drop_last': Key(bool),
     # paths and io
     'dataroot_gt': Key((str, list, type(None)), path=True), 'dataroot_lq': Key((str, list, type(None)), path=True),
     'meta_info_file': Key(OPT_STR, path=True), 'filename_tmpl': Key(str), 'io_backend': Key(dict, open_children=True),
     # crops and augmentation
     'gt_size': Key((int, type(None))), 'use_flip': Key(bool), 'use_hflip': Key(bool), 'use_rot': Key(bool),
-    'geometric_augs': Key(bool), 'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
+    'geometric_augs': Key(bool), 'aug_identity_weight': Key(int), 'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
     'skip_bad': Key(bool), 'cache_images': Key(bool), 'pad_to_gt_size': Key(bool),
     # Restormer progressive training
     'mini_batch_sizes': Key(list), 'iters': Key(list), 'gt_sizes': Key(list),
+    'progressive_crop': Key(str, choices=['batch', 'per_sample']),
     # synthetic degradations
     'degradation': Key((dict, list)), 'noise_seed': Key(int),
     'sigma_type': Key(str), 'sigma_range': Key((list, NUM)), 'sigma_test': Key(NUM),
@@ -298,7 +299,7 @@ def _check_registry_blocks(opt: Dict[str, Any], source: str, errors: List[str]) 
         except RegistryError as exc:
             errors.append(f"'{dotted}.type': {exc}")
             continue
-        kwargs = {k: v for k, v in block.items() if k not in ('type', 'outputs', 'stage_weights')}
+        kwargs = {k: v for k, v in block.items() if k not in ('type', 'outputs', 'stage_weights', 'clamp')}
         try:
             check_kwargs(cls, kwargs, f"'{dotted}' ({block['type']})")
         except TypeError as exc:

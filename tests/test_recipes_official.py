@@ -1,0 +1,268 @@
+"""Each training recipe against numbers taken from its official training code.
+
+The reference numbers below were computed outside the project by running the official code (nothing official is
+copied here):
+
+- MPRNet / DSRIR learning rates: their ``GradualWarmupScheduler`` (MPRNet's pytorch-gradual-warmup-lr copy =
+  warmup-scheduler 0.3) around ``CosineAnnealingLR``, stepped once before training and after every epoch as in
+  ``Deblurring/train.py``, ``Denoising/train.py``, ``Deraining/train.py`` and DSRIR ``train.py``, under torch 2.3.1
+  (the official torch versions behave alike; torch >= 2.6 changed ``CosineAnnealingLR``'s first call, which makes
+  that official pairing overshoot at epoch 4 by up to 1.8e-4 relative).
+- PromptIR learning rates: its ``LinearWarmupCosineAnnealingLR`` inside a LightningModule with PromptIR's
+  ``lr_scheduler_step``, trained by pytorch-lightning 2.0.1 (PromptIR's version) for 120 epochs; the lr seen by
+  ``training_step`` in every epoch.
+- Augmentation: 90,000 draws of the official training loaders on an 8 x 8 image (MPRNet ``Denoising/dataset_RGB.py``,
+  DSRIR ``utils/dataset_RGB.py``, PromptIR ``utils/image_utils.random_augmentation``), classified into the 8 flips/
+  rotations: MPRNet and DSRIR identity 0.2200, others 0.110-0.113 (randint(0, 8), identity twice: 2/9, 1/9);
+  PromptIR never the identity, others 0.141-0.146 (randint(1, 7): 1/7).
+- MixUp: 64,000 lambdas of MPRNet's ``MixUp_AUG`` (Beta(0.6, 0.6), one per sample): mean 0.4992, variance 0.1133,
+  P(lambda < 0.1) = 0.1759 (exact Beta(0.6, 0.6): 0.1760; the former recipe's Beta(1.2, 1.2): 0.0766).
+"""
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from basicsr.engine.hooks import ProgressiveHook
+from basicsr.engine.schedulers import build_scheduler
+from basicsr.utils.options import parse_options
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# official lr of 1-based epoch e (torch 2.3.1 run of the official loops, see the module docstring)
+MPRNET_DEBLUR_LR = {1: 6.666666666666667e-05, 2: 0.00013333333333333334, 3: 0.0002, 4: 0.0002,
+                    5: 0.00019999994533374728, 1500: 0.00010076075084354605, 2999: 1.0002186649508448e-06,
+                    3000: 1.0000546662527293e-06}
+MPRNET_DENOISE_LR = {1: 6.666666666666667e-05, 3: 0.0002, 4: 0.0002, 5: 0.00019996413300325312,
+                     40: 0.00015702244229975, 80: 5.5447010893221146e-05}
+MPRNET_DERAIN_LR = {1: 6.666666666666667e-05, 4: 0.0002, 5: 0.000199991951905463, 125: 0.00010366331777661316,
+                    250: 1.0080480945370008e-06}
+DSRIR_LR = {1: 6.666666666666667e-05, 2: 0.00013333333333333334, 3: 0.0002, 4: 0.0002, 5: 0.00019999585071824052,
+            135: 0.00013689170816458298, 136: 0.00013604447353521276, 238: 4.7123869721781535e-05,
+            239: 4.635923201584208e-05, 314: 5.7581883334573335e-06, 315: 5.484502049199886e-06,
+            347: 1.0041492817595022e-06}
+# PromptIR, 0-based Lightning epoch -> lr seen by training_step (pytorch-lightning 2.0.1 run)
+PROMPTIR_LR = {0: 0.0, 1: 0.0, 2: 1.4285714285714287e-05, 8: 0.0001, 15: 0.0002, 16: 0.0002,
+               17: 0.00019997292411794618, 61: 0.00015000000000000001, 119: 2.6469099194017143e-05}
+
+
+def _train(name: str) -> dict:
+    return parse_options(ROOT / 'options' / 'train' / name, check_paths=False, root=ROOT)
+
+
+def _lr_at_iteration(opt: dict, it: int) -> float:
+    """Learning rate the model uses at 1-based iteration ``it`` (the schedule stepped ``it - 1`` times)."""
+    optim = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=opt['train']['optim_g']['lr'])
+    sched = build_scheduler(optim, opt['train']['scheduler'])
+    if it > 1:
+        optim.step()
+        sched.last_epoch = it - 2
+        sched.step()
+    return optim.param_groups[0]['lr']
+
+
+def _epoch_first_last(epoch: int, epoch_lengths: list) -> tuple:
+    """First and last 1-based iteration of 1-based ``epoch`` given every epoch's official length."""
+    start = sum(epoch_lengths[:epoch - 1])
+    return start + 1, start + epoch_lengths[epoch - 1]
+
+
+def _check_schedule(opt: dict, reference: dict, epoch_lengths: list) -> None:
+    assert opt['train']['total_iter'] == sum(epoch_lengths)
+    for epoch, lr in reference.items():
+        for it in _epoch_first_last(epoch, epoch_lengths):
+            assert _lr_at_iteration(opt, it) == pytest.approx(lr, rel=1e-9), (epoch, it)
+
+
+# --------------------------------------------------------------------------------------------- schedules
+def test_mprnet_deblurring_schedule_keeps_the_last_partial_batch():
+    opt = _train('MPRNet/MPRNet_Deblurring.yml')
+    # official DataLoader(batch 16, drop_last=False) over 2,103 GoPro pairs: 132 optimiser steps per epoch
+    _check_schedule(opt, MPRNET_DEBLUR_LR, [math.ceil(2103 / 16)] * 3000)
+    assert opt['datasets']['train']['drop_last'] is False
+
+
+def test_mprnet_denoising_and_deraining_schedules():
+    _check_schedule(_train('MPRNet/MPRNet_Denoising.yml'), MPRNET_DENOISE_LR, [96000 // 16] * 80)
+    _check_schedule(_train('MPRNet/MPRNet_Deraining.yml'), MPRNET_DERAIN_LR, [13712 // 16] * 250)
+
+
+def test_dsrir_schedule_follows_the_official_stage_loaders():
+    opt = _train('AllInOne/DSRIR_allinone.yml')
+    # official: four drop_last loaders of 15,144 rows with batches 16/14/12/8, stages ending at epochs 135/238/314/347
+    lengths = []
+    for end, prev, batch in zip([135, 238, 314, 347], [0, 135, 238, 314], [16, 14, 12, 8]):
+        lengths += [15144 // batch] * (end - prev)
+    _check_schedule(opt, DSRIR_LR, lengths)
+
+
+@pytest.mark.parametrize('name, samples', [('PromptIR_3task.yml', 5144 * 9 + 200 * 120 + 72135),
+                                           ('PromptIR_5task.yml', 5144 * 9 + 200 * 120 + 72135 + 2103 * 5 + 485 * 20)])
+def test_promptir_schedule_matches_lightning(name, samples):
+    opt = _train(f'AllInOne/{name}')
+    ipe = math.ceil(samples / 4) // 8  # 4 DDP ranks x batch 8, drop_last
+    assert opt['train']['total_iter'] == 120 * ipe  # --epochs 120
+    for epoch, lr in PROMPTIR_LR.items():
+        for it in (epoch * ipe + 1, (epoch + 1) * ipe):
+            assert _lr_at_iteration(opt, it) == pytest.approx(lr, rel=1e-9, abs=1e-15), (epoch, it)
+
+
+# --------------------------------------------------------------------------------------------- batches
+def _augmentation_frequencies(dataset_opt: dict, tmp_path: Path, draws: int) -> np.ndarray:
+    """How often each of the 8 flips/rotations comes out of a training dataset with the recipe's augmentation
+    options (index 0 = identity, then (flip, quarter turns) in the order of ``_dihedral``)."""
+    from basicsr.data import build_dataset
+    img = (np.arange(8 * 8 * 3).reshape(8, 8, 3) * 3 % 256).astype(np.uint8)
+    for sub in ('gt', 'lq'):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / sub / 'a.png'), img)
+    keys = ('use_hflip', 'use_flip', 'use_rot', 'geometric_augs', 'aug_identity_weight')
+    opt = {k: dataset_opt[k] for k in keys if k in dataset_opt}
+    ds = build_dataset({'name': 'aug', 'type': 'PairedImageDataset', 'phase': 'train', 'gt_size': 8,
+                        'dataroot_gt': str(tmp_path / 'gt'), 'dataroot_lq': str(tmp_path / 'lq'),
+                        'cache_images': True, **opt})
+    ds.set_seed(0)
+    ref = ds[(0, 0)]['gt'].new_tensor(img[..., ::-1].astype(np.float32) / 255).permute(2, 0, 1)
+    elements = [torch.rot90(ref.flip(-1) if f else ref, k, dims=(-2, -1))
+                for f, k in [(False, 0), (False, 1), (False, 2), (False, 3), (True, 0), (True, 1), (True, 2),
+                             (True, 3)]]
+    counts = np.zeros(8)
+    for epoch in range(draws):
+        gt = ds[(0, epoch)]['gt']
+        counts[[i for i, e in enumerate(elements) if torch.equal(e, gt)][0]] += 1
+    return counts / draws
+
+
+@pytest.mark.parametrize('name, identity, other', [
+    ('MPRNet/MPRNet_Deblurring.yml', 2 / 9, 1 / 9), ('MPRNet/MPRNet_Denoising.yml', 2 / 9, 1 / 9),
+    ('MPRNet/MPRNet_Deraining.yml', 2 / 9, 1 / 9), ('AllInOne/DSRIR_allinone.yml', 2 / 9, 1 / 9),
+    ('AllInOne/PromptIR_3task.yml', 0.0, 1 / 7), ('AllInOne/PromptIR_5task.yml', 0.0, 1 / 7)])
+def test_augmentation_probabilities_match_the_official_loaders(tmp_path, name, identity, other):
+    draws = 4500
+    freq = _augmentation_frequencies(_train(name)['datasets']['train'], tmp_path, draws)
+    tol = 5 * math.sqrt(2 / 9 * 7 / 9 / draws)  # 5 binomial standard errors (0.031)
+    assert freq[0] == pytest.approx(identity, abs=tol)
+    assert freq[1:] == pytest.approx([other] * 7, abs=tol)
+
+
+def test_dsrir_crops_every_sample_of_a_batch_independently():
+    opt = _train('AllInOne/DSRIR_allinone.yml')['datasets']['train']
+    assert opt['progressive_crop'] == 'per_sample'
+    hook = ProgressiveHook([16], [8], [10], crop=opt['progressive_crop'], seed=0)
+    plane = torch.arange(24 * 24, dtype=torch.float32).view(1, 1, 24, 24)
+    batch = {'gt': plane.expand(16, 3, 24, 24).clone(), 'lq': plane.expand(16, 3, 24, 24).clone()}
+
+    class T:
+        iter = 1
+    shared = 0
+    for it in range(1, 21):
+        T.iter = it
+        out = hook.before_iter(T, [batch])[0]
+        offsets = {(int(g[0, 0, 0]) // 24, int(g[0, 0, 0]) % 24) for g in out['gt']}
+        assert torch.equal(out['gt'], out['lq'])  # input and target cut alike
+        shared += len(offsets) == 1
+    # officially each sample is cropped on its own: 16 crops sharing one of 17 x 17 offsets never happens
+    assert shared == 0
+    batch_hook = ProgressiveHook([16], [8], [10], crop='batch', seed=0)
+    out = batch_hook.before_iter(T, [batch])[0]
+    assert len({int(g[0, 0, 0]) for g in out['gt']}) == 1
+
+
+def test_mprnet_deblurring_epoch_ends_with_the_partial_batch():
+    from torch.utils.data import Dataset
+
+    from basicsr.engine.trainer import TrainStream
+
+    class Rows(Dataset):
+        def __len__(self):
+            return 2103
+
+        def __getitem__(self, key):
+            return {'lq': torch.zeros(1), 'gt': torch.zeros(1)}
+
+    opt = dict(_train('MPRNet/MPRNet_Deblurring.yml')['datasets']['train'], num_worker_per_gpu=0)
+    stream = TrainStream(Rows(), opt, torch.device('cpu'), seed=0)
+    assert stream.iters_per_epoch == 132
+    sizes = []
+    for _ in range(133):
+        batch = stream.next()
+        stream.sampler.record(batch['lq'].size(0))
+        sizes.append(batch['lq'].size(0))
+    assert sizes[:131] == [16] * 131 and sizes[131] == 2103 - 131 * 16 and sizes[132] == 16
+
+
+# --------------------------------------------------------------------------------------------- MixUp
+def _denoising_model(tmp_path: Path):
+    from engine_helpers import tiny_options
+
+    from basicsr.models import build_model
+    recipe = _train('MPRNet/MPRNet_Denoising.yml')['train']
+    opt = tiny_options(tmp_path, name='mix', total_iter=1, extra={'train.mixing_augs': recipe['mixing_augs'],
+                                                                  'train.ema_decay': 0})
+    return build_model(parse_options(opt, is_train=True)), recipe
+
+
+def test_mprnet_denoising_mixup_draws_one_beta_0_6_lambda_per_sample(tmp_path):
+    model, _ = _denoising_model(tmp_path)
+    n = 16
+    onehot = torch.eye(n).view(n, n, 1, 1)  # sample i is e_i: mixed[i, i] = lambda_i unless i is its own partner
+    lams, per_batch_distinct = [], []
+    for _ in range(400):
+        gt, lq = model._mixup(onehot, onehot.clone())
+        assert torch.equal(gt, lq)
+        own = [i for i in range(n) if gt[i, i, 0, 0] < 1]
+        lam = [float(gt[i, i, 0, 0]) for i in own]
+        lams += lam
+        per_batch_distinct.append(len(set(lam)))
+    lam = np.array(lams)
+    assert min(per_batch_distinct) > 1  # not one lambda for the whole batch
+    se = math.sqrt(0.176 * 0.824 / lam.size)
+    assert np.mean(lam < 0.1) == pytest.approx(0.1760, abs=5 * se)  # Beta(1.2, 1.2) would give 0.0766
+    assert lam.var() == pytest.approx(0.1136, abs=0.01)  # Beta(1.2, 1.2): 0.0735
+
+
+def test_mprnet_denoising_mixup_starts_after_epoch_5_and_the_loss_clamps(tmp_path):
+    model, recipe = _denoising_model(tmp_path)
+    seen = []
+    model.net_g.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    model.gt, model.lq, model.conditions = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16), {}
+    for it in (30000, 30001):  # official: `if epoch > 5` with 6,000 iterations per epoch
+        model.current_iter = it
+        model.compute_losses()
+    assert torch.equal(seen[0], model.lq) and not torch.equal(seen[1], model.lq)
+
+    from basicsr.models.loss_terms import LossTerm
+    term = LossTerm('char_opt', recipe['char_opt'])
+    pred, gt = torch.linspace(-0.5, 1.5, 48).view(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    # Denoising/train.py: criterion(torch.clamp(restored[j], 0, 1), target), Charbonnier mean(sqrt(d^2 + 1e-6))
+    expected = torch.sqrt((pred.clamp(0, 1) - gt) ** 2 + 1e-6).mean()
+    assert float(term(pred, gt)) == pytest.approx(float(expected), rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- losses
+def test_loss_weights_match_the_official_training_scripts():
+    # MPRNet Deblurring/Deraining train.py: loss_char + 0.05 * loss_edge, both summed over the 3 stages (eps 1e-3)
+    for name in ('Deblurring', 'Deraining'):
+        train = _train(f'MPRNet/MPRNet_{name}.yml')['train']
+        assert train['char_opt'] == {'type': 'CharbonnierLoss', 'eps': 1e-3, 'loss_weight': 1.0}
+        assert train['edge_opt'] == {'type': 'EdgeLoss', 'eps': 1e-3, 'loss_weight': 0.05}
+    # Denoising/train.py: Charbonnier of the clamped stages only
+    train = _train('MPRNet/MPRNet_Denoising.yml')['train']
+    assert train['edge_opt'] is None and train['char_opt']['clamp'] == [0, 1]
+    assert train['optim_g']['weight_decay'] == 1e-8
+    # DSRIR train.py: (UL3 + UL2 + UL1) / 3 + PSNR3 + 0.5 * (PSNR2 + PSNR1) / 2 + 0.2 * PoCL
+    train = _train('AllInOne/DSRIR_allinone.yml')['train']
+    assert train['uncertainty_opt']['stage_weights'] == pytest.approx([1 / 3] * 3)
+    assert [o['pred'] for o in train['uncertainty_opt']['outputs']] == ['stage:3', 'stage:2', 'stage:1']
+    assert train['psnr_opt']['stage_weights'] == [1.0, 0.25, 0.25]
+    assert train['psnr_opt']['outputs'] == ['stage:3', 'stage:2', 'stage:1']
+    assert train['contrast_opt']['loss_weight'] == 0.2
+    assert train['optim_g'] == {'type': 'AdamW', 'lr': 2e-4, 'weight_decay': 1e-4, 'betas': [0.9, 0.999]}
+    # PromptIR train.py: nn.L1Loss, AdamW(lr 2e-4) with torch defaults
+    for name in ('PromptIR_3task.yml', 'PromptIR_5task.yml'):
+        train = _train(f'AllInOne/{name}')['train']
+        assert train['pixel_opt'] == {'type': 'L1Loss', 'loss_weight': 1.0}
+        assert train['optim_g'] == {'type': 'AdamW', 'lr': 2e-4, 'weight_decay': 0.01, 'betas': [0.9, 0.999]}
