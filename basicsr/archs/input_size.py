@@ -11,7 +11,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ['pad_to_multiple', 'require_multiple']
+__all__ = ['pad_to_multiple', 'reflect_pad', 'require_multiple']
 
 
 def require_multiple(x: torch.Tensor, multiple: int, name: str) -> None:
@@ -30,6 +30,9 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, name: str) -> Tuple[torch.Te
 
     Returns the padded tensor and the original ``(H, W)`` for cropping the output back. Sizes that are
     already multiples come back unchanged (the same tensor), so results on them equal the unpadded network's.
+    Inputs smaller than their padding (a 3x3 image padded to 16) are reflected repeatedly (each pass pads
+    at most ``size - 1``, what one reflection can), and a side of 1 pixel is replicated; where one
+    reflection suffices the result is exactly ``F.pad(..., mode='reflect')``.
     """
     if x.dim() != 4:
         raise ValueError(f'{name} expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
@@ -37,9 +40,28 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, name: str) -> Tuple[torch.Te
     pad_h, pad_w = -h % multiple, -w % multiple
     if pad_h == 0 and pad_w == 0:
         return x, (h, w)
-    if pad_h >= h or pad_w >= w:
-        # reflection needs more pixels than it mirrors
-        raise ValueError(f'{name} reflect-pads H and W to a multiple of {multiple}; a {h}x{w} input is too small '
-                         f'for that (each side must exceed its padding: use at least {multiple // 2 + 1} pixels, '
-                         f'or a multiple of {multiple})')
-    return F.pad(x, (0, pad_w, 0, pad_h), mode='reflect'), (h, w)
+    return reflect_pad(x, (0, pad_w, 0, pad_h)), (h, w)
+
+
+def reflect_pad(x: torch.Tensor, pads: Tuple[int, int, int, int]) -> torch.Tensor:
+    """``F.pad(x, pads, mode='reflect')`` (pads: left, right, top, bottom) for any pad size.
+
+    One reflection pads at most ``size - 1`` per side; larger pads reflect the padded result again
+    (a mirrored periodic extension), and a 1-pixel side is replicated. Pads one reflection can do give
+    exactly ``F.pad(..., mode='reflect')``.
+    """
+    h, w = x.shape[-2:]
+    if h == 0 or w == 0:
+        raise ValueError(f'cannot pad an empty {h}x{w} input')
+    left, right, top, bottom = pads
+    while left or right or top or bottom:
+        h, w = x.shape[-2:]
+        if (h == 1 and (top or bottom)) or (w == 1 and (left or right)):  # nothing to mirror: replicate
+            one_col, one_row = w == 1, h == 1
+            steps = (left * one_col, right * one_col, top * one_row, bottom * one_row)
+            x = F.pad(x, steps, mode='replicate')
+        else:
+            steps = (min(left, w - 1), min(right, w - 1), min(top, h - 1), min(bottom, h - 1))
+            x = F.pad(x, steps, mode='reflect')
+        left, right, top, bottom = (a - b for a, b in zip((left, right, top, bottom), steps))
+    return x

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import cv2
 import numpy as np
@@ -43,14 +43,16 @@ def read_image(path: PathLike, channels: Optional[int] = 3, float32: bool = True
     Raises:
         ImageReadError: the file is missing, empty, truncated or not a decodable image.
     """
-    path = Path(path)
+    return read_image_bytes(_read_bytes(path), str(path), channels=channels, float32=float32)
+
+
+def _read_bytes(path: PathLike) -> bytes:
     try:
-        buf = path.read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise ImageReadError(f"image file '{path}' does not exist") from None
     except IsADirectoryError:
         raise ImageReadError(f"image path '{path}' is a directory, not an image file") from None
-    return read_image_bytes(buf, str(path), channels=channels, float32=float32)
 
 
 def read_image_bytes(buf: bytes, path_for_messages: str, channels: Optional[int] = 3,
@@ -61,17 +63,73 @@ def read_image_bytes(buf: bytes, path_for_messages: str, channels: Optional[int]
     """
     if channels not in (1, 3, None):
         raise ValueError(f'channels must be 1, 3 or None, got {channels!r}')
-    if len(buf) == 0:
-        raise ImageReadError(f"image file '{path_for_messages}' is empty (0 bytes)")
-    _check_complete(buf, path_for_messages)
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageReadError(f"image file '{path_for_messages}' ({len(buf)} bytes) is corrupt or not an image "
-                             'format OpenCV can decode')
-    img = _to_rgb_hwc(img, channels, path_for_messages)
+    img = _to_rgb_hwc(_decode(buf, path_for_messages), channels, path_for_messages)
     if not float32:
         return img
     return to_unit_float(img, path_for_messages)
+
+
+class StoredImage(NamedTuple):
+    """An image file as stored, for writing results back in the same form (see :func:`read_image_layers`)."""
+
+    colour: np.ndarray  # (H, W, 1) gray or (H, W, 3) RGB, float32 in [0, 1]
+    alpha: Optional[np.ndarray]  # (H, W, 1) float32 in [0, 1], or None
+    bit_depth: int  # 8 (uint8), 16 (uint16) or 32 (float)
+
+
+def read_image_layers(path: PathLike) -> StoredImage:
+    """Read an image file keeping what :func:`read_image` converts away: gray stays one channel, the alpha
+    channel is returned separately and the stored bit depth is reported.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated or not a decodable image.
+    """
+    raw = _decode(_read_bytes(path), str(path))
+    raw = raw[:, :, None] if raw.ndim == 2 else raw
+    alpha = None
+    if raw.ndim == 3 and raw.shape[2] in (2, 4):
+        alpha = to_unit_float(np.ascontiguousarray(raw[:, :, -1:]), str(path))
+        raw = raw[:, :, :-1]
+    colour = to_unit_float(_to_rgb_hwc(raw, None, str(path)), str(path))
+    depth = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(raw.dtype, 32)
+    return StoredImage(colour, alpha, depth)
+
+
+def convert_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W, 1) gray <-> (H, W, 3) RGB: gray is replicated, colour becomes OpenCV's BT.601 luma."""
+    if channels == 3 and img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    if channels == 1 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return img
+
+
+def to_stored_layout(img: np.ndarray, stored: StoredImage, bit_depth: int = 8) -> np.ndarray:
+    """A result ``img`` ((H', W', C) float in [0, 1], C = 1 or 3) in the layout of the file it came from:
+    gray again if the file was gray, the file's alpha re-attached (resized bilinearly to H' x W' for
+    super-resolution), as uint8 (``bit_depth`` 8) or uint16 (16) for :func:`write_image`."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f'bit_depth must be 8 or 16, got {bit_depth!r}')
+    img = convert_channels(np.clip(img, 0.0, 1.0).astype(np.float32), stored.colour.shape[2])
+    if stored.alpha is not None:
+        alpha = stored.alpha
+        if alpha.shape[:2] != img.shape[:2]:
+            alpha = cv2.resize(alpha[:, :, 0], (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+        img = np.concatenate([img, np.clip(alpha.reshape(*img.shape[:2], 1), 0.0, 1.0)], axis=2)
+    peak, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
+    return (img * np.float32(peak)).round().astype(dtype)
+
+
+def _decode(buf: bytes, name: str) -> np.ndarray:
+    """Encoded bytes -> the stored array (OpenCV channel order, stored dtype); bad files raise naming ``name``."""
+    if len(buf) == 0:
+        raise ImageReadError(f"image file '{name}' is empty (0 bytes)")
+    _check_complete(buf, name)
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(f"image file '{name}' ({len(buf)} bytes) is corrupt or not an image "
+                             'format OpenCV can decode')
+    return img
 
 
 def _check_complete(buf: bytes, name: str) -> None:
@@ -94,10 +152,8 @@ def _to_rgb_hwc(img: np.ndarray, channels: Optional[int], name: str) -> np.ndarr
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     elif img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if channels == 3 and img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif channels == 1 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None]
+    if channels is not None:
+        img = convert_channels(img, channels)
     return np.ascontiguousarray(img)
 
 
@@ -114,7 +170,8 @@ def to_unit_float(img: np.ndarray, name: str = '') -> np.ndarray:
 
 
 def write_image(path: PathLike, img: np.ndarray) -> None:
-    """Write an HWC RGB (or HW / HW1 gray) image; the format follows the extension (PNG is lossless).
+    """Write an HWC RGB (or HW / HW1 gray, HW4 RGBA, HW2 gray + alpha) image; the format follows the
+    extension (PNG is lossless and keeps alpha and 16 bits).
 
     Float input is taken as [0, 1] and stored as uint8 with BasicSR rounding (``(x * 255).round()``);
     uint8 and uint16 are stored as they are. Parent folders are created and the file is written to a
@@ -124,12 +181,17 @@ def write_image(path: PathLike, img: np.ndarray) -> None:
     img = np.asarray(img)
     if img.dtype not in (np.uint8, np.uint16):
         img = (np.clip(img.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha: PNG writers take it as RGBA
+        img = np.concatenate([np.repeat(img[:, :, :1], 3, axis=2), img[:, :, 1:]], axis=2)
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA)
     elif img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     elif img.ndim != 2:
-        raise ValueError(f"cannot write an image of shape {img.shape} to '{path}' (expected HW, HW1 or HW3)")
+        raise ValueError(f"cannot write an image of shape {img.shape} to '{path}' (expected HW, HW1, HW2, HW3 "
+                         'or HW4)')
     ok, encoded = cv2.imencode(path.suffix or '.png', img)
     if not ok:
         raise ValueError(f"OpenCV cannot encode an image as '{path.suffix}' for '{path}'")
@@ -157,7 +219,7 @@ def tensor2img(tensor: torch.Tensor, out_type: type = np.uint8) -> np.ndarray:
     """(C, H, W) or (1, C, H, W) tensor in [0, 1] -> (H, W, C) numpy RGB image.
 
     Values are clamped to [0, 1]; ``np.uint8`` output uses ``(x * 255).round()`` (the BasicSR convention
-    that published PSNRs assume), ``np.float32`` output stays in [0, 1].
+    that published PSNRs assume), ``np.uint16`` ``(x * 65535).round()``, ``np.float32`` stays in [0, 1].
     """
     t = tensor.detach()
     if t.ndim == 4:
@@ -169,6 +231,8 @@ def tensor2img(tensor: torch.Tensor, out_type: type = np.uint8) -> np.ndarray:
     img = t.float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
     if out_type == np.uint8:
         return (img * 255.0).round().astype(np.uint8)
+    if out_type == np.uint16:
+        return (img * 65535.0).round().astype(np.uint16)
     if out_type == np.float32:
         return np.ascontiguousarray(img, dtype=np.float32)
-    raise ValueError(f'tensor2img out_type must be np.uint8 or np.float32, got {out_type!r}')
+    raise ValueError(f'tensor2img out_type must be np.uint8, np.uint16 or np.float32, got {out_type!r}')
