@@ -52,7 +52,7 @@ CASES: Dict[str, tuple] = {
                        [((1, 3, 32, 32), None, False, [(61, 45), (38, 30)]),
                         ((1, 3, 64, 64), None, False, [(100, 37)]),
                         ((1, 3, 32, 32), (40, 56), False, [(52, 45)]),
-                        ((1, 3, 36, 36), None, False, [(52, 45)])]),  # calibration input zero-padded to 40
+                        ((1, 3, 36, 36), None, False, [(100, 37)])]),  # calibration input zero-padded to 40
     'NAFNetLocal': ('nafnet', 'NAFNet_arch', {'width': 4, 'enc_blk_nums': [1, 1], 'middle_blk_num': 1,
                                               'dec_blk_nums': [1, 1]},
                     [((1, 3, 32, 32), None, False, [(61, 45)]),
