@@ -51,9 +51,9 @@ def _init_local(net: nn.Module, base_cls: type, args: tuple, kwargs: dict, train
                 windows_for_256: bool = False) -> None:
     """Build ``base_cls`` into ``net`` with the remaining arguments, then convert it in place.
 
-    ``padder_size`` (TLC-release types only) is set before the calibration forward (which, as officially,
-    runs on the padded input);
-    ``windows_for_256`` re-sizes every window from its calibration feature size as for 256 px training.
+    ``padder_size`` (TLC-release types only) is set before the calibration forward, which therefore runs on
+    the padded input as officially; ``windows_for_256`` then re-sizes every window from its calibration
+    feature size as for 256 px training.
     """
     check_kwargs(base_cls, kwargs, f"arch '{type(net).__name__}' (TLC-converted {base_cls.__name__})")
     if padder_size is not None and (not isinstance(padder_size, int) or padder_size < 0):

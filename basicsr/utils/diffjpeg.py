@@ -46,8 +46,8 @@ Quality = Union[int, float, Tensor]
 
 
 def diff_round(x: Tensor) -> Tensor:
-    """``round(x) + (x - round(x)) ** 3``: equal to rounding at integers and half-integers' neighbourhoods
-    up to a cubic residual, with gradient ``3 (x - round(x)) ** 2`` instead of 0."""
+    """``round(x) + (x - round(x)) ** 3``: rounding plus a cubic residual (at most 0.125), so that the
+    gradient is ``3 (x - round(x)) ** 2`` instead of 0."""
     rounded = torch.round(x)
     return rounded + (x - rounded) ** 3
 
