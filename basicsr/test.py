@@ -9,7 +9,6 @@ fuses them (see :mod:`basicsr.ensemble.pipeline`), and every base model is score
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 if __package__ in (None, ''):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from basicsr.utils.cli_options import add_dist_keys, build_parser, load_options  # noqa: E402
 from basicsr.utils.dist import cleanup, get_dist_info, init_dist_from_env  # noqa: E402
-from basicsr.utils.options import dump_options, parse_options_or_exit  # noqa: E402
+from basicsr.utils.options import dump_options  # noqa: E402
 
 
 def test_settings(opt: dict) -> dict:
@@ -28,14 +28,12 @@ def test_settings(opt: dict) -> dict:
     return settings
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('-opt', '--opt', required=True, help='option YAML file')
-    parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE', help='override options')
-    parser.add_argument('--launcher', default='auto', help='kept for BasicSR compatibility')
-    args = parser.parse_args(argv)
-    opt = parse_options_or_exit(args.opt, args.set, is_train=False)
+def main(argv=None, root=None) -> dict:
+    """Test from the command line ``argv``; results under ``root`` (default: the working directory)."""
+    args = build_parser(is_train=False, description=__doc__).parse_args(argv)
+    opt = load_options(args, is_train=False, root=root)
     init_dist_from_env(opt['dist_params'].get('backend'))
+    add_dist_keys(opt)
     from basicsr.data import build_dataset
     from basicsr.engine.evaluator import evaluate, settings_for_dataset, write_results
     from basicsr.inference.pipeline import build_inference
@@ -56,6 +54,12 @@ def main(argv=None) -> dict:
         pipeline = build_ensemble_pipeline(opt['ensemble'], device)
     else:
         model = build_model(opt)
+        from basicsr.models.base_model import BaseModel
+        if isinstance(model, BaseModel):  # a BasicSR-style model tests through its own validation()
+            try:
+                return test_basicsr_model(model, opt, out_root, logger)
+            finally:
+                cleanup()
         device = model.device
         pipeline = build_inference(model.inference_network(), settings, where='test')
     summary = {}
@@ -75,11 +79,38 @@ def main(argv=None) -> dict:
             if rank == 0:
                 write_results(res, out_root, name, {'seconds': round(elapsed, 2)})
                 means = ', '.join(f'{k}: {v:.4f}' for k, v in res['mean'].items())
-                logger.info(f'{name}: {len(res["images"])} images, {means} [{res["metric_spec"]}] '
+                skipped = f', {len(res["skipped"])} skipped (skip_bad, see metrics.json)' if res['skipped'] else ''
+                logger.info(f'{name}: {len(res["images"])} images{skipped}, {means} [{res["metric_spec"]}] '
                             f'({elapsed:.1f}s)')
     finally:
         cleanup()
     return summary
+
+
+def test_basicsr_model(model, opt: dict, out_root: Path, logger) -> dict:
+    """BasicSR's test loop: ``model.validation(loader, current_iter=name, tb_logger=None, save_img)`` per dataset
+    (sorted by key), so a model's own ``test()``/``nondist_validation()`` decide; ``metrics.json`` gets the means."""
+    import json
+
+    from basicsr.data import build_dataset
+    from basicsr.data.loader import build_dataloader
+    summary = {}
+    for _, ds_opt in sorted((opt.get('datasets') or {}).items()):
+        loader = build_dataloader(build_dataset(ds_opt), ds_opt, seed=int(opt.get('manual_seed') or 0))
+        name = loader.dataset.opt['name']
+        logger.info(f'Testing {name}...')
+        model.validation(loader, current_iter=opt['name'], tb_logger=None,
+                         save_img=(opt.get('val') or {}).get('save_img', True))
+        summary[name] = dict(getattr(model, 'metric_results', {}) or {})
+    if get_dist_info()[0] == 0:
+        (out_root / 'metrics.json').write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def test_pipeline(root_path: str) -> dict:
+    """BasicSR's entry point: a method's ``test.py`` imports its plug-ins and calls this with its repository root;
+    reads ``sys.argv`` like :func:`basicsr.train.train_pipeline` and writes ``<root_path>/results/<name>``."""
+    return main(sys.argv[1:], root=root_path)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,8 @@
 """Train: ``python basicsr/train.py -opt options/train/x.yml [--set key=value ...]`` (or ``./train.sh``).
 
+BasicSR-style methods call :func:`train_pipeline` from their own ``train.py`` (or name their modules with
+``--import`` / ``imports:``); BasicSR's flags are accepted (see :mod:`basicsr.utils.cli_options`).
+
 Restarting the same command resumes from the newest valid checkpoint of the run automatically.
 Under torchrun every rank runs this script; NCCL is used on CUDA and gloo on CPU.
 """
@@ -12,26 +15,25 @@ from pathlib import Path
 if __package__ in (None, ''):  # run as a script: import the package from the repository, not basicsr/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from basicsr.utils.cli_options import add_dist_keys, build_parser, load_options  # noqa: E402
 from basicsr.utils.dist import cleanup, init_dist_from_env  # noqa: E402
-from basicsr.utils.options import parse_options_or_exit  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('-opt', '--opt', required=True, help='option YAML file')
-    parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE',
-                        help='override options, e.g. --set train.total_iter=10 datasets.train.batch_size_per_gpu=2')
-    parser.add_argument('--no-resume', action='store_true', help='ignore existing checkpoints of this run')
-    parser.add_argument('--launcher', default='auto', help='kept for BasicSR compatibility; torchrun is detected')
-    parser.add_argument('--auto_resume', action='store_true', help='kept for BasicSR compatibility (default on)')
-    return parser.parse_args(argv)
+    return build_parser(is_train=True, description=__doc__).parse_args(argv)
 
 
-def main(argv=None) -> dict:
+def main(argv=None, root=None) -> dict:
+    """Train from the command line ``argv``; run folders under ``root`` (default: the working directory)."""
     args = parse_args(argv)
-    overrides = list(args.set) + (['path.auto_resume=false'] if args.no_resume else [])
-    opt = parse_options_or_exit(args.opt, overrides, is_train=True)
+    opt = load_options(args, is_train=True, root=root)
+    if args.check_only:
+        return {}
+    if root is not None:  # BasicSR's layout: <root>/tb_logger/<name> beside <root>/experiments/<name>
+        opt['root_path'] = str(root)
+        opt['path']['tb_logger'] = str(Path(root) / 'tb_logger' / opt['name'])
     init_dist_from_env(opt['dist_params'].get('backend'), opt['dist_params'].get('timeout_minutes', 30))
+    add_dist_keys(opt)
     from basicsr.engine.trainer import Trainer
     try:
         if opt.get('sequential'):  # MiOIR sequential learning: one run per stage, see basicsr/engine/sequential.py
@@ -40,6 +42,16 @@ def main(argv=None) -> dict:
         return Trainer(opt).train()
     finally:
         cleanup()
+
+
+def train_pipeline(root_path: str) -> dict:
+    """BasicSR's entry point: a method's ``train.py`` imports its plug-ins and calls this with its repository root.
+
+    Reads ``sys.argv`` (``-opt``, ``--launcher``, ``--auto_resume``, ``--debug``, ``--local_rank``, ``--force_yml``
+    and this toolbox's ``--set``/``--import``); writes ``<root_path>/experiments/<name>`` and
+    ``<root_path>/tb_logger/<name>``; resumes from the run's newest checkpoint.
+    """
+    return main(sys.argv[1:], root=root_path)
 
 
 if __name__ == '__main__':

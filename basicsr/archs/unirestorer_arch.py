@@ -141,7 +141,8 @@ class UniRestorer(nn.Module):
 
     Args:
         daclip_model: network spec of the frozen degradation encoder (``{type: DACLIPImageEncoder, ...}``;
-            default: DA-CLIP ViT-B/32); its output size must equal ``embed_dim``. Child name ``daclip_model``.
+            default: DA-CLIP ViT-B/32) or a built module; its output size (``output_dim``) must equal
+            ``embed_dim``. Child name ``daclip_model``.
         embed_dim: embedding size and router width (512 officially).
         num_feat: official signature only (unused, as officially).
         topk: experts per sample; only 1 is supported (as in the official code).
@@ -160,7 +161,7 @@ class UniRestorer(nn.Module):
     (B, embed_dim) and ``aux_loss`` (scalar); :attr:`last_routing` holds the :class:`Routing` of that call.
     """
 
-    def __init__(self, daclip_model: Optional[Mapping[str, Any]] = None, embed_dim: int = 512, num_feat: int = 48,
+    def __init__(self, daclip_model: Union[None, Mapping[str, Any], nn.Module] = None, embed_dim: int = 512, num_feat: int = 48,
                  topk: int = 1, num_experts: Optional[Sequence[int]] = None,
                  tree: Union[str, Sequence[NodeSpec]] = 'official',
                  expert_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
@@ -182,13 +183,15 @@ class UniRestorer(nn.Module):
         self.noisy_topk_gating = noisy_topk_gating
         self.cv_loss_weight = cv_loss_weight
 
-        # official state-dict slots, unused in the forward pass (PFE scale/shift constants, normalisation)
-        self.gamma = nn.Parameter(torch.ones(1) * 1e-4)
-        self.beta = nn.Parameter(torch.ones(1) * (-7))
+        # official state-dict slots, unused in the forward pass (PFE scale/shift constants, normalisation);
+        # frozen so that optimisers and DDP (unused parameters) ignore them
+        self.gamma = nn.Parameter(torch.ones(1) * 1e-4, requires_grad=False)
+        self.beta = nn.Parameter(torch.ones(1) * (-7), requires_grad=False)
         self.register_buffer('mean', torch.tensor([0.0]))
         self.register_buffer('std', torch.tensor([1.0]))
 
-        self.daclip_model = build_network(dict(daclip_model or {'type': 'DACLIPImageEncoder'}))
+        self.daclip_model = daclip_model if isinstance(daclip_model, nn.Module) else \
+            build_network(dict(daclip_model or {'type': 'DACLIPImageEncoder'}))
         out_dim = getattr(self.daclip_model, 'output_dim', embed_dim)
         if out_dim != embed_dim:
             raise ValueError(f'UniRestorer: the encoder daclip_model outputs {out_dim}-d features but embed_dim is '

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any, Dict, Iterator, List, Tuple
 
+import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 
 class EnlargedSampler(Sampler):
@@ -95,3 +97,37 @@ class EnlargedSampler(Sampler):
             consumed = global_consumed // self.num_replicas
         self.epoch = int(state['epoch'])
         self.consumed = consumed
+
+
+class SeededDataset(Dataset):
+    """A dataset written for BasicSR (integer indices, draws from the global ``random``/numpy/torch RNGs) taking
+    this sampler's ``(index, epoch)`` keys: each item is drawn with the global RNGs seeded from
+    ``(seed, epoch, index)`` and restored afterwards, so a sample is a pure function of its key whatever the
+    number of workers, and an exact resume reproduces it. Other attributes (``opt``...) are the dataset's."""
+
+    def __init__(self, dataset: Any, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == 'dataset':  # not set yet (unpickling in a worker): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, key: Tuple[int, int]) -> Any:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), 0)
+        index %= len(self.dataset)
+        seeds = np.random.SeedSequence([self.seed % 2 ** 63, epoch, index]).generate_state(3, np.uint64)
+        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        random.seed(int(seeds[0]))
+        np.random.seed(int(seeds[1]) % 2 ** 32)
+        torch.manual_seed(int(seeds[2]) % 2 ** 63)
+        try:
+            return self.dataset[index]
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])

@@ -1,13 +1,18 @@
 """Paired geometric transforms on HWC numpy images: crop with scale, flips and 90-degree rotations.
 
 Randomness always comes from a ``numpy.random.Generator`` passed in by the caller, so a sample is a pure
-function of its seed (needed for exact resume and worker-count-independent loading).
+function of its seed (needed for exact resume and worker-count-independent loading). Without one
+(``rng=None``), ``paired_random_crop`` and ``augment`` behave as BasicSR's: same signatures, same draws from
+Python's global ``random`` (so datasets written against BasicSR produce the same samples for the same seed),
+tensors (``..., H, W``) accepted by the crop, and ``augment(imgs, hflip, rotation, flows, return_status)``.
 """
 from __future__ import annotations
 
-from typing import List, Tuple, Union
+import random
+from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
+import torch
 
 Images = Union[np.ndarray, List[np.ndarray]]
 
@@ -53,24 +58,25 @@ def pad_to_patch(gt: np.ndarray, lq: np.ndarray, gt_patch_size: int, scale: int)
     return pad(gt, pad_h * scale, pad_w * scale), pad(lq, pad_h, pad_w)
 
 
-def paired_random_crop(gts: Images, lqs: Images, gt_patch_size: int, scale: int, gt_path: str,
-                       rng: np.random.Generator, lq_path: str = '') -> Tuple[Images, Images]:
+def paired_random_crop(gts: Images, lqs: Images, gt_patch_size: int, scale: int, gt_path: Optional[str] = None,
+                       rng: Optional[np.random.Generator] = None, lq_path: str = '') -> Tuple[Images, Images]:
     """Crop aligned patches: ``gt_patch_size`` from every GT and ``gt_patch_size // scale`` from every LQ.
 
     Args:
-        gts, lqs: one HWC image or a list of them (all GTs share a size, all LQs share a size).
+        gts, lqs: one HWC image or a list of them (all GTs share a size, all LQs share a size); tensors
+            are cropped on their last two axes.
         gt_patch_size: GT patch side; must be a multiple of ``scale``.
         scale: GT size / LQ size.
         gt_path, lq_path: named in error messages.
-        rng: source of the crop position.
+        rng: source of the crop position; None draws ``random.randint`` (top, then left) as BasicSR.
 
     Returns:
         The cropped images, in the same form (single image or list) as given.
     """
     gt_list, gt_single = _as_list(gts)
     lq_list, lq_single = _as_list(lqs)
-    h_lq, w_lq = lq_list[0].shape[:2]
-    h_gt, w_gt = gt_list[0].shape[:2]
+    h_lq, w_lq = _hw(lq_list[0])
+    h_gt, w_gt = _hw(gt_list[0])
     if gt_patch_size % scale:
         raise ValueError(f'gt_size {gt_patch_size} is not a multiple of scale {scale}')
     lq_patch = gt_patch_size // scale
@@ -80,12 +86,25 @@ def paired_random_crop(gts: Images, lqs: Images, gt_patch_size: int, scale: int,
     if h_lq < lq_patch or w_lq < lq_patch:
         raise ValueError(f"image '{gt_path}' is {h_gt}x{w_gt} (HxW), smaller than the patch size gt_size="
                          f'{gt_patch_size}; lower gt_size or remove the image')
-    top = int(rng.integers(0, h_lq - lq_patch + 1))
-    left = int(rng.integers(0, w_lq - lq_patch + 1))
-    lq_out = [im[top:top + lq_patch, left:left + lq_patch] for im in lq_list]
-    t, l_ = top * scale, left * scale
-    gt_out = [im[t:t + gt_patch_size, l_:l_ + gt_patch_size] for im in gt_list]
+    if rng is None:
+        top, left = random.randint(0, h_lq - lq_patch), random.randint(0, w_lq - lq_patch)
+    else:
+        top = int(rng.integers(0, h_lq - lq_patch + 1))
+        left = int(rng.integers(0, w_lq - lq_patch + 1))
+    lq_out = [_crop(im, top, left, lq_patch) for im in lq_list]
+    gt_out = [_crop(im, top * scale, left * scale, gt_patch_size) for im in gt_list]
     return (gt_out[0] if gt_single else gt_out), (lq_out[0] if lq_single else lq_out)
+
+
+def _hw(img: Any) -> Tuple[int, int]:
+    """(H, W) of an HWC array or of a (..., H, W) tensor."""
+    return tuple(img.shape[-2:]) if torch.is_tensor(img) else tuple(img.shape[:2])
+
+
+def _crop(img: Any, top: int, left: int, size: int) -> Any:
+    if torch.is_tensor(img):
+        return img[..., top:top + size, left:left + size]
+    return img[top:top + size, left:left + size]
 
 
 def dihedral(img: np.ndarray, hflip: bool, rot90: int) -> np.ndarray:
@@ -110,7 +129,7 @@ def inverse_dihedral(img: np.ndarray, hflip: bool, rot90: int) -> np.ndarray:
 _NON_IDENTITY = [(False, 1), (False, 2), (False, 3), (True, 0), (True, 1), (True, 2), (True, 3)]
 
 
-def augment(imgs: Images, hflip: bool, rotation: bool, rng: np.random.Generator,
+def augment(imgs: Images, hflip: bool = True, rotation: bool = True, rng: Optional[np.random.Generator] = None,
             return_params: bool = False,
             identity_weight: int = 1) -> Union[Images, Tuple[Images, Tuple[bool, int]]]:
     """Apply one random element of the dihedral group (8 flips/rotations) to all images alike.
@@ -120,7 +139,11 @@ def augment(imgs: Images, hflip: bool, rotation: bool, rng: np.random.Generator,
     ``identity_weight`` leave the images unchanged: 1 is the uniform group, 2 the index ``randint(0, 8)`` of
     MPRNet/DSRIR (identity 2/9, every other element 1/9), 0 PromptIR's ``randint(1, 7)`` (never identity).
     With ``return_params`` also returns ``(flipped, quarter_turns)`` so the transform can be inverted.
+    ``rng=None`` (or flows in its place) is BasicSR's ``augment(imgs, hflip, rotation, flows, return_status)``:
+    see :func:`augment_like_basicsr`.
     """
+    if rng is None or isinstance(rng, (list, np.ndarray)):
+        return augment_like_basicsr(imgs, hflip, rotation, rng, return_params)
     img_list, single = _as_list(imgs)
     if identity_weight != 1:
         if not (hflip and rotation) or identity_weight < 0:
@@ -138,3 +161,40 @@ def augment(imgs: Images, hflip: bool, rotation: bool, rng: np.random.Generator,
         return result, (flip, rot)
     return result
 
+
+def augment_like_basicsr(imgs: Images, hflip: bool = True, rotation: bool = True, flows: Optional[Images] = None,
+                         return_status: bool = False) -> Any:
+    """BasicSR's augmentation: with probability 1/2 each (three ``random.random()`` draws, in this order) a
+    horizontal flip (if ``hflip``), a vertical flip and a transpose (both if ``rotation``), applied to every
+    HWC image and to optical ``flows`` (H, W, 2), whose components change sign / swap accordingly.
+
+    Returns the images (a single one if one was given), then the flows if given, then
+    ``(hflip, vflip, rot90)`` with ``return_status``.
+    """
+    do_h = hflip and random.random() < 0.5
+    do_v = rotation and random.random() < 0.5
+    do_t = rotation and random.random() < 0.5
+
+    def image(img: np.ndarray) -> np.ndarray:
+        img = img[:, ::-1] if do_h else img
+        img = img[::-1] if do_v else img
+        return np.ascontiguousarray(np.swapaxes(img, 0, 1) if do_t else img)
+
+    def flow(f: np.ndarray) -> np.ndarray:
+        f = image(f).copy()
+        if do_h:
+            f[:, :, 0] *= -1
+        if do_v:
+            f[:, :, 1] *= -1
+        return f[:, :, [1, 0]] if do_t else f
+
+    def each(items: Images, fn: Any) -> Images:
+        out = [fn(x) for x in (items if isinstance(items, list) else [items])]
+        return out[0] if len(out) == 1 else out
+
+    result = [each(imgs, image)]
+    if flows is not None:
+        result.append(each(flows, flow))
+    if return_status:
+        result.append((do_h, do_v, do_t))
+    return result[0] if len(result) == 1 else tuple(result)

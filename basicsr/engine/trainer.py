@@ -1,12 +1,10 @@
 """Iteration-based trainer: data stream, model steps, hooks, exact resume, distributed validation."""
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-import numpy as np
 import torch
 
 from basicsr.data import build_dataset
@@ -16,16 +14,11 @@ from basicsr.engine.evaluator import evaluate, write_results
 from basicsr.engine.hooks import (CheckpointHook, EMAHook, Hook, LoggerHook, ProgressiveHook, ValidationHook)
 from basicsr.engine.run_guard import LauncherWatch, RunLock, remove_stale_temp_files
 from basicsr.models import build_model
+from basicsr.models.base_model import BaseModel
 from basicsr.utils.dist import all_gather_objects, barrier, get_dist_info
 from basicsr.utils.logger import get_logger, init_tb_logger
+from basicsr.utils.misc import set_random_seed
 from basicsr.utils.options import dump_options, options_hash
-
-
-def set_random_seed(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 class TrainStream:
@@ -39,6 +32,9 @@ class TrainStream:
         from basicsr.data.loader import build_dataloader, build_prefetcher
         from basicsr.data.sampler import EnlargedSampler
         rank, world = get_dist_info()
+        if type(dataset).__module__.split('.')[0] != 'basicsr':  # a plug-in dataset: integer indices, global RNGs
+            from basicsr.data.sampler import SeededDataset
+            dataset = SeededDataset(dataset, seed)
         self.dataset = dataset
         self.sampler = EnlargedSampler(len(dataset), world, rank, ratio=dataset_opt.get('dataset_enlarge_ratio', 1),
                                        seed=seed, shuffle=dataset_opt.get('use_shuffle', True))
@@ -102,6 +98,10 @@ class Trainer:
         train_opt = opt['datasets']['train']
         self.train_set = build_dataset(train_opt)
         self.model = build_model(opt)
+        # a BasicSR-style model is driven through its contract: feed_data + optimize_parameters (which also
+        # updates its EMA), validation() and save(); the engine keeps the loop, checkpoints and logging
+        self.contract = isinstance(self.model, BaseModel)
+        self._step = self.model.train_step if self.contract else self.model.optimize_parameters
         if self.rank > 0:
             set_random_seed(self.seed + self.rank)  # then per-rank streams (rank 0 keeps the one-process one)
         self.stream = TrainStream(self.train_set, train_opt, self.model.device, self.seed)
@@ -119,7 +119,7 @@ class Trainer:
         self._maybe_resume()
         if self.rank == 0 and opt['logger'].get('use_tb_logger', True):
             # events after the resumed iteration were logged by the interrupted run: TensorBoard drops them
-            self.tb = init_tb_logger(Path(paths['experiments_root']) / 'tb_logger', purge_step=self.iter + 1)
+            self.tb = init_tb_logger(paths.get('tb_logger') or Path(paths['experiments_root']) / 'tb_logger', purge_step=self.iter + 1)
 
     def _default_hooks(self) -> List[Hook]:
         opt, train_ds = self.opt, self.opt['datasets']['train']
@@ -128,7 +128,8 @@ class Trainer:
             hooks.append(ProgressiveHook(train_ds['mini_batch_sizes'], train_ds['gt_sizes'], train_ds['iters'],
                                          scale=opt.get('scale', 1), seed=self.seed + self.rank,
                                          crop=train_ds.get('progressive_crop', 'batch')))
-        hooks += [EMAHook(), LoggerHook(opt['logger'].get('print_freq', 100)),
+        hooks += [] if self.contract else [EMAHook()]
+        hooks += [LoggerHook(opt['logger'].get('print_freq', 100)),
                   CheckpointHook(opt['logger'].get('save_checkpoint_freq', 5000))]
         if self.val_sets and opt.get('val'):
             hooks.append(ValidationHook(opt['val'].get('val_freq', 0)))
@@ -170,6 +171,8 @@ class Trainer:
             from basicsr.engine.checkpoint import atomic_torch_save
             atomic_torch_save(self.model.network_state(), Path(self.opt['path']['models']) / 'net_g_latest.pth')
             self.logger.info(f'saved checkpoint {path}')
+        if self.contract:
+            self.model.save(self.stream.epoch, self.iter)
         barrier()
 
     # ------------------------------------------------------------------ loop
@@ -200,7 +203,7 @@ class Trainer:
             for hook in self.hooks:
                 batches = hook.before_iter(self, batches)
             self.model.update_learning_rate(self.iter, self.warmup_iter)
-            self.losses = self.model.optimize_parameters(batches, self.iter)
+            self.losses = self._step(batches, self.iter)
             self._call('after_iter')
         self._call('after_run')
         if self.iter > first:
@@ -219,6 +222,8 @@ class Trainer:
         :func:`~basicsr.engine.evaluator.evaluate`, e.g. the classifier's accuracy) is asked instead of
         restoring images through the inference pipeline.
         """
+        if self.contract:
+            return self._validate_contract()
         val_opt = self.opt['val']
         own = getattr(self.model, 'validate', None)
         if own is None:
@@ -237,6 +242,19 @@ class Trainer:
             results[name] = res['mean']
             if self.rank == 0:
                 self._record(name, res)
+        self.model.train_mode()
+        return results
+
+    def _validate_contract(self) -> Dict[str, Dict[str, float]]:
+        """A BasicSR-style model validates itself: ``model.validation(loader, iter, tb_logger, save_img)`` per
+        val set (its own ``test()``/``nondist_validation()``); returns its ``metric_results`` per set."""
+        from basicsr.data.loader import build_dataloader
+        results = {}
+        for key, dataset in self.val_sets:
+            ds_opt = self.opt['datasets'][key]
+            loader = build_dataloader(dataset, ds_opt, seed=self.seed)
+            self.model.validation(loader, self.iter, self.tb, self.opt['val'].get('save_img', False))
+            results[ds_opt.get('name', key)] = dict(getattr(self.model, 'metric_results', {}) or {})
         self.model.train_mode()
         return results
 

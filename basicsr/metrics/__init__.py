@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 from basicsr.utils.registry import METRIC_REGISTRY, check_kwargs
 
-__all__ = ['build_metric', 'METRIC_REGISTRY', 'compute_metrics', 'compute_metrics_per_image', 'get_profile',
+__all__ = ['build_metric', 'calculate_metric', 'METRIC_REGISTRY', 'compute_metrics', 'compute_metrics_per_image', 'get_profile',
            'PROFILES', 'MetricProfile', 'profile_name']
 
 
@@ -36,3 +36,9 @@ def __getattr__(name: str) -> Any:
         from basicsr.metrics import profiles
         return getattr(profiles, name)
     raise AttributeError(f"module 'basicsr.metrics' has no attribute {name!r}")
+
+
+def calculate_metric(data: Dict[str, Any], opt: Dict[str, Any]) -> float:
+    """BasicSR's dispatcher: ``opt['type']`` from the registry called with ``**data`` (``img``, ``img2``) and
+    the other keys of ``opt`` (``better`` is ignored), e.g. ``{'type': 'calculate_psnr', 'crop_border': 4}``."""
+    return build_metric(opt)(**data)

@@ -23,7 +23,9 @@ from basicsr.utils.dist import get_dist_info
 from basicsr.utils.logger import get_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
-OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
+# train.optim_*.type -> optimiser class (BasicSR's list)
+OPTIMIZERS = {name: getattr(torch.optim, name) for name in ('Adam', 'AdamW', 'Adamax', 'SGD', 'ASGD', 'RMSprop',
+                                                            'Rprop')}
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -202,15 +204,7 @@ class ImageRestorationModel:
         self.ema_steps += 1
         if self.ema_warmup:
             decay = min(decay, (1 + self.ema_steps) / (10 + self.ema_steps))
-        net = unwrap(self.net_g)
-        ema_params = dict(self.net_g_ema.named_parameters())
-        pairs = [(ema_params[name], p.detach()) for name, p in net.named_parameters()]
-        ema, cur = [e for e, _ in pairs], [c for _, c in pairs]
-        torch._foreach_mul_(ema, decay)  # one fused pass instead of a Python loop over parameters
-        torch._foreach_add_(ema, cur, alpha=1 - decay)
-        ema_bufs = dict(self.net_g_ema.named_buffers())
-        for name, b in net.named_buffers():
-            ema_bufs[name].copy_(b)
+        ema_step(self.net_g_ema, unwrap(self.net_g), decay)
 
     # ------------------------------------------------------------------ schedule
     def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
@@ -269,6 +263,20 @@ class ImageRestorationModel:
 
 def _beta_sample(gen: torch.Generator, beta: float) -> float:
     """Beta(beta, beta) sample as a ratio of two seeded Gamma draws (reproducible on resume)."""
+@torch.no_grad()
+def ema_step(ema_net: nn.Module, net: nn.Module, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * net`` for every parameter (one fused pass); buffers (e.g. norm
+    statistics) are copied, which BasicSR forgets."""
+    ema_params = dict(ema_net.named_parameters())
+    pairs = [(ema_params[name], p.detach()) for name, p in net.named_parameters()]
+    ema, cur = [e for e, _ in pairs], [c for _, c in pairs]
+    torch._foreach_mul_(ema, decay)
+    torch._foreach_add_(ema, cur, alpha=1 - decay)
+    ema_bufs = dict(ema_net.named_buffers())
+    for name, b in net.named_buffers():
+        ema_bufs[name].copy_(b)
+
+
     g1 = _gamma(gen, beta)
     g2 = _gamma(gen, beta)
     return g1 / (g1 + g2)

@@ -168,6 +168,7 @@ DATASET_KEYS = {
 
 SCHEMA: Dict[str, Key] = {
     'name': Key(str, required=True),
+    'imports': Key((list, str, type(None)), doc='plug-in modules to import first (their registrations count)'),
     'model_type': Key(str, default='ImageRestorationModel'),
     'scale': Key(int, default=1),
     'num_gpu': Key((int, str), default='auto'),
@@ -229,6 +230,7 @@ def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True)
     """Check ``opt`` against the schema; raise :class:`OptionError` listing every problem."""
     errors: List[str] = []
     _check_mapping(opt, SCHEMA, '', source, errors, check_paths)
+    errors = _tolerate_plugin_keys(opt, source, errors)
     _check_registry_blocks(opt, source, errors)
     if isinstance(opt.get('sequential'), dict):
         from basicsr.engine.sequential import sequential_problems
@@ -236,6 +238,32 @@ def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True)
     if errors:
         raise OptionError(f'{len(errors)} problem(s) in option file {source}:\n  - ' + '\n  - '.join(errors))
     return errors
+
+
+def _tolerate_plugin_keys(opt: Dict[str, Any], source: str, errors: List[str]) -> List[str]:
+    """Unknown keys that a plug-in may read become warnings: anywhere when ``model_type`` is a plug-in model
+    (it reads its own keys from the whole option dict), and inside a dataset block whose type is a plug-in."""
+    from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY, RegistryError
+
+    def plugin(registry: Any, name: Any) -> bool:
+        try:
+            return isinstance(name, str) and registry.is_plugin(name)
+        except RegistryError:
+            return False
+
+    open_prefixes = [''] if plugin(MODEL_REGISTRY, opt.get('model_type')) else []
+    for key, block in (opt.get('datasets') or {}).items():
+        if isinstance(block, dict) and plugin(DATASET_REGISTRY, block.get('type')):
+            open_prefixes.append(f'datasets.{key}.')
+    kept, tolerated = [], []
+    for err in errors:
+        unknown = err.startswith("unknown key '")
+        (tolerated if unknown and any(err.startswith(f"unknown key '{p}") for p in open_prefixes) else kept).append(err)
+    if tolerated:
+        from basicsr.utils.logger import get_logger
+        get_logger().warning(f'{source}: keys unknown to the toolbox, left to the plug-in that reads them:\n  - '
+                             + '\n  - '.join(tolerated))
+    return kept
 
 
 def _check_mapping(node: Dict[str, Any], schema: Dict[str, Key], prefix: str, source: str,
@@ -308,15 +336,28 @@ def _check_registry_blocks(opt: Dict[str, Any], source: str, errors: List[str]) 
 
 # ---------------------------------------------------------------------------------------------- entry
 def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train: bool = True,
-                  root: Optional[str | Path] = None, check_paths: bool = True) -> Dict[str, Any]:
+                  root: Optional[str | Path] = None, check_paths: bool = True, imports: Sequence[str] = (),
+                  debug: bool = False) -> Any:
     """Load, override, validate and complete an option file.
 
     Returns the resolved option dict with ``is_train``, ``opt_path`` and ``path.*`` folders filled in
     (``experiments/<name>/{models,training_states,log,visualization}`` or ``results/<name>``).
+    The modules of the file's ``imports:`` and of ``imports`` are imported before validation, so plug-in
+    types count. ``debug`` is BasicSR's ``--debug``: name ``debug_<name>``, log every iteration, validate
+    and save every 8.
+
+    Called BasicSR's way, ``parse_options(root_path, is_train)`` with a folder, it reads the command line
+    (:func:`basicsr.utils.cli_options.parse_command_line`) and returns ``(opt, args)`` as BasicSR does.
     """
+    if Path(opt_path).is_dir():
+        from basicsr.utils.cli_options import parse_command_line
+        return parse_command_line(opt_path, is_train=overrides if isinstance(overrides, bool) else is_train)
     source = str(opt_path)
     opt = load_with_bases(opt_path)
     opt = apply_overrides(opt, overrides)
+    opt = _import_plugins(opt, imports, source)
+    if debug:
+        opt = apply_overrides(opt, debug_overrides(opt), source='--debug')
     validate_options(opt, source, check_paths=check_paths)
     opt = _fill_defaults(opt, SCHEMA)
     opt['is_train'] = is_train
@@ -338,6 +379,30 @@ def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train:
     return opt
 
 
+def _import_plugins(opt: Dict[str, Any], extra: Sequence[str], source: str) -> Dict[str, Any]:
+    """Import the ``imports:`` modules of the file plus ``extra`` (``--import``); record them all in ``imports``."""
+    from basicsr.utils.registry import RegistryError, import_modules
+    listed = opt.get('imports') or []
+    modules = ([listed] if isinstance(listed, str) else list(listed)) + [m for m in extra if m not in listed]
+    try:
+        import_modules(modules, f"option file {source}: 'imports'")
+    except RegistryError as exc:
+        raise OptionError(str(exc)) from exc
+    if modules:
+        opt = dict(opt, imports=modules)
+    return opt
+
+
+def debug_overrides(opt: Dict[str, Any]) -> List[str]:
+    """BasicSR's ``--debug``: name ``debug_<name>``, print every iteration, save (and validate) every 8."""
+    name = str(opt.get('name', ''))
+    out = [f"name={name if name.startswith('debug') else 'debug_' + name}", 'logger.print_freq=1',
+           'logger.save_checkpoint_freq=8']
+    if isinstance(opt.get('val'), dict):
+        out.append('val.val_freq=8')
+    return out
+
+
 def train_folders(exp_root: Path) -> Dict[str, str]:
     """The ``path.*`` folders of a training run rooted at ``exp_root``."""
     return {'experiments_root': str(exp_root), 'models': str(exp_root / 'models'),
@@ -352,6 +417,23 @@ def _fill_defaults(node: Dict[str, Any], schema: Dict[str, Key]) -> Dict[str, An
         if spec.children and isinstance(node.get(key), dict) and not spec.open_children:
             _fill_defaults(node[key], spec.children)
     return node
+
+
+def yaml_load(f: str | Path) -> Dict[str, Any]:
+    """BasicSR's ``yaml_load``: a YAML file path or a YAML string -> dict (safe loader, ``1e-3`` is a float)."""
+    text = Path(f).read_text(encoding='utf-8') if os.path.isfile(str(f)) else str(f)
+    return yaml.load(text, Loader=_Loader)
+
+
+def dict2str(opt: Dict[str, Any], indent_level: int = 1) -> str:
+    """Options as indented ``key: value`` lines, nested mappings in brackets (BasicSR's log format)."""
+    msg = '\n'
+    for k, v in opt.items():
+        if isinstance(v, dict):
+            msg += ' ' * (indent_level * 2) + k + ':[' + dict2str(v, indent_level + 1) + ' ' * (indent_level * 2) + ']\n'
+        else:
+            msg += ' ' * (indent_level * 2) + k + ': ' + str(v) + '\n'
+    return msg
 
 
 def options_hash(opt: Dict[str, Any]) -> str:

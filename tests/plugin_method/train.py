@@ -1,0 +1,11 @@
+# flake8: noqa
+import os.path as osp
+
+import plugin_method.archs
+import plugin_method.data
+import plugin_method.models
+from basicsr.train import train_pipeline
+
+if __name__ == '__main__':
+    root_path = osp.abspath(osp.join(__file__, osp.pardir, osp.pardir))
+    train_pipeline(root_path)
