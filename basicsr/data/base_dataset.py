@@ -1,5 +1,11 @@
 """Shared machinery of the image datasets: per-sample seeding, run-time patch size and ``skip_bad``.
 
+``skip_bad: true``: in training a bad sample (unreadable file, size mismatch) is replaced by the next good
+one, so batches stay full. In validation and testing nothing is replaced (an image scored twice would bias
+the mean): the bad sample comes back as ``{'skipped': reason, 'name': ...}`` and the evaluator lists it.
+Files without a partner (an LQ with no GT or the reverse, a listed file that is missing) are left out when
+the dataset is built and listed in :attr:`RestorationDataset.excluded`; without ``skip_bad`` they are errors.
+
 Seeding: sample ``i`` of epoch ``e`` draws all its randomness (crop, flips, synthetic noise) from
 ``numpy.random.default_rng([seed, e, i])``. Nothing depends on global RNG state, the worker that loads
 it or the number of workers, so a resumed run or a run sharded over more ranks sees the same samples.
@@ -15,13 +21,13 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from basicsr.data.data_util import DataError
+from basicsr.data.data_util import DataError, preview
 from basicsr.data.image_source import ImageSource
 from basicsr.metrics.metric_util import rgb_to_y
 from basicsr.utils.img_util import ImageReadError, to_unit_float
@@ -36,8 +42,8 @@ _SEED, _EPOCH, _GT_SIZE = 0, 1, 2
 class RestorationDataset(Dataset, ABC):
     """Base class: subclasses implement ``__len__`` and ``load_sample(index, rng) -> dict``.
 
-    Common options: ``phase`` ('train' | 'val' | 'test'), ``skip_bad`` (log and replace bad samples by the
-    next good one instead of raising), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3),
+    Common options: ``phase`` ('train' | 'val' | 'test'), ``skip_bad`` (log bad samples and leave them out
+    instead of raising; see the module docstring), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3),
     ``color`` ('rgb' or 'y': BasicSR's Y-channel training on the BT.601 luma of RGB images),
     ``cache_images`` (keep decoded images in memory), ``pad_to_gt_size`` (mirror-pad training images smaller
     than ``gt_size`` instead of raising; on by default for Restormer's ``Dataset_*`` type names),
@@ -50,6 +56,8 @@ class RestorationDataset(Dataset, ABC):
         self.owner = f"{type(self).__name__} '{opt.get('name', '?')}'"
         self.phase = opt.get('phase', 'train')
         self.skip_bad = bool(opt.get('skip_bad', False))
+        # (name, reason) of the files left out when the dataset was built (skip_bad: unpaired or missing)
+        self.excluded: List[Tuple[str, str]] = []
         self.scale = int(opt.get('scale', 1))
         self.in_ch = int(opt.get('in_ch', 3))
         if self.in_ch not in (1, 3):
@@ -97,6 +105,17 @@ class RestorationDataset(Dataset, ABC):
 
     def sample_rng(self, index: int, epoch: int) -> np.random.Generator:
         return np.random.default_rng([int(self._state[_SEED]), epoch, index])
+
+    def exclude(self, names: Sequence[str], reason: str) -> None:
+        """Leave ``names`` out (``skip_bad``): log one warning and record them in :attr:`excluded`."""
+        if names:
+            logger.warning('%s: skip_bad: leaving out %d file(s) (%s): %s', self.owner, len(names), reason,
+                           preview(names))
+            self.excluded += [(n, reason) for n in names]
+
+    def sample_name(self, index: int) -> str:
+        """File name of sample ``index`` (its LQ image where there is one), for reports of skipped samples."""
+        return f'{index:05d}'
 
     # ------------------------------------------------------------------ access
     def read(self, source: ImageSource, name: str) -> np.ndarray:
@@ -149,6 +168,12 @@ class RestorationDataset(Dataset, ABC):
         else:
             index, epoch = int(key), int(self._state[_EPOCH])
         n = len(self)
+        if self.skip_bad and self.phase != 'train':  # never score a replacement: report the sample skipped
+            try:
+                return self.load_sample(index % n, self.sample_rng(index, epoch))
+            except (ImageReadError, DataError) as exc:
+                logger.warning('%s: skip_bad: skipping sample %d (%s)', self.owner, index % n, exc)
+                return {'skipped': str(exc), 'name': self.sample_name(index % n)}
         first_error: Optional[Exception] = None
         for attempt in range(min(n, _MAX_BAD_IN_A_ROW) if self.skip_bad else 1):
             i = index + attempt

@@ -150,10 +150,32 @@ class ListPairDataset(RestorationDataset):
                                 "(clean-only list, or a CSV row naming the same file twice); give 'degradation' "
                                 "to synthesise it or 'gt_from_lq' to name the clean file")
             self.samples.append((gt_name, None if synthetic else lq_name))
+        if self.skip_bad:
+            self.samples = self._without_missing_files(gt_root, lq_root, listed_in)
         self.gt_source = ListedSource(gt_root, [g for g, _ in self.samples], 'dataroot_gt', self.owner, listed_in)
         lq_names = [lq for _, lq in self.samples if lq is not None]
         self.lq_source = (ListedSource(lq_root, lq_names, 'dataroot_lq', self.owner, listed_in)
                           if lq_names else None)
+
+    def _without_missing_files(self, gt_root: str, lq_root: str, listed_in: str
+                               ) -> List[Tuple[str, Optional[str]]]:
+        """``skip_bad``: the samples whose files exist; the missing files are left out (see ``excluded``)."""
+        gt_dir = require_dir(gt_root, 'dataroot_gt', self.owner)
+        lq_dir = require_dir(lq_root, 'dataroot_lq', self.owner) if any(lq for _, lq in self.samples) else gt_dir
+        kept, missing = [], []
+        for gt_name, lq_name in self.samples:
+            absent = [n for n, d in ((gt_name, gt_dir), (lq_name, lq_dir)) if n is not None and not (d / n).is_file()]
+            missing += absent
+            if not absent:
+                kept.append((gt_name, lq_name))
+        self.exclude(missing, f'named by {listed_in} but missing')
+        if not kept:
+            raise DataError(f'{self.owner}: none of the files named by {listed_in} exist')
+        return kept
+
+    def sample_name(self, index: int) -> str:
+        gt_name, lq_name = self.samples[index]
+        return lq_name or gt_name
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -178,6 +178,10 @@ class MultiTaskDataset(RestorationDataset):
         """Samples per task in one pass (what an epoch of ``dataset_enlarge_ratio: 1`` contains)."""
         return {t.name: c for t, c in zip(self.tasks, self.counts)}
 
+    def sample_name(self, index: int) -> str:
+        task, sub_index = self.locate(index)
+        return task.dataset.sample_name(sub_index)
+
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         task, sub_index = self.locate(index)
         sample = task.dataset.load_sample(sub_index, rng)

@@ -27,7 +27,8 @@ class PairedImageDataset(RestorationDataset):
         scale: GT size / LQ size (GT may exceed ``scale * LQ`` by less than ``scale``; it is cropped).
         in_ch: 3 (RGB) or 1 (gray); color: 'rgb' or 'y' (BT.601 luma). skip_bad: see RestorationDataset.
 
-    Every pair is checked at construction: missing partners are an error listing them.
+    Every pair is checked at construction: missing partners are an error listing them (with ``skip_bad``
+    they are left out and listed in ``excluded``).
     Sample: ``{'lq': (C, h, w), 'gt': (C, H, W)`` float tensors in [0, 1], ``'lq_path', 'gt_path'}``.
     """
 
@@ -41,13 +42,18 @@ class PairedImageDataset(RestorationDataset):
         pairs, gt_only, lq_only = pair_names(self.gt_source.names, self.lq_source.names, self.tmpl)
         if meta:
             lq_only = []  # the meta-info file selects a subset of the LQ folder on purpose
-        if gt_only or lq_only:
+        if (gt_only or lq_only) and not self.skip_bad:
             raise DataError(unpaired_message(self.owner, self.gt_source.describe(), self.lq_source.describe(),
                                              self.tmpl, gt_only, lq_only))
+        self.exclude(lq_only, f'LQ without a GT partner in {self.gt_source.describe()}')
+        self.exclude(gt_only, f'GT without an LQ partner in {self.lq_source.describe()}')
         self.pairs = pairs
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def sample_name(self, index: int) -> str:
+        return self.pairs[index][1]
 
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         gt_name, lq_name = self.pairs[index]

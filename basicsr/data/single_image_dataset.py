@@ -27,6 +27,9 @@ class SingleImageDataset(RestorationDataset):
     def __len__(self) -> int:
         return len(self.lq_source.names)
 
+    def sample_name(self, index: int) -> str:
+        return self.lq_source.names[index]
+
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         name = self.lq_source.names[index]
         path = self.lq_source.path(name)

@@ -73,6 +73,9 @@ class SyntheticDegradationDataset(RestorationDataset):
         """Fixed generator of image ``name`` for validation and test."""
         return np.random.default_rng([self.noise_seed, zlib.crc32(name.encode('utf-8'))])
 
+    def sample_name(self, index: int) -> str:
+        return self.items[index][1]
+
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         src_idx, name = self.items[index]
         source = self.sources[src_idx]

@@ -98,19 +98,25 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
         val_opt: the ``val``/``test`` option block (``metrics`` or ``profile``, ``save_comparison``,
             ``save_extra_outputs``).
     Returns:
-        ``{'mean': {metric: value}, 'images': [{'name', metric...}], 'metric_spec': str,
-        'preview': (C, H, W) input | output | gt of the first image (rank 0)}``.
+        ``{'mean': {metric: value}, 'images': [{'name', metric...}], 'skipped': [{'name', 'reason'}],
+        'metric_spec': str, 'preview': (C, H, W) input | output | gt of the first image (rank 0)}``.
+        ``skipped``: samples a ``skip_bad`` dataset could not load and files it left out when built
+        (:attr:`~basicsr.data.base_dataset.RestorationDataset.excluded`); they are not in the means.
     """
     from basicsr.archs.outputs import main_output
     scorer = build_scorer(val_opt)
     rank, world = get_dist_info()
     indices = list(range(rank, len(dataset), world))
     records: List[Dict[str, Any]] = []
+    skipped: List[Dict[str, Any]] = []
     save_cmp = bool(val_opt.get('save_comparison', False))
     save_extra = bool(val_opt.get('save_extra_outputs', False))
     preview: Optional[torch.Tensor] = None
     for idx in tqdm(indices, desc=desc, disable=not pbar or rank != 0, unit='img'):
         item = dataset[idx]
+        if 'skipped' in item:
+            skipped.append({'name': Path(item['name']).stem, 'index': idx, 'reason': item['skipped']})
+            continue
         lq = item['lq'].unsqueeze(0).to(device)
         cond = condition_kwargs(pipeline.net, item, f'{desc} image {idx}', device, single=True,
                                 optional=pipeline.provided_conditions) if getattr(pipeline, 'conditions', ()) else {}
@@ -144,27 +150,38 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
         if preview is None and rank == 0:
             preview = side_by_side(item['lq'].float().cpu(), pred, gt)
         records.append(rec)
-    gathered = [r for part in all_gather_objects(records) for r in part]
-    gathered.sort(key=lambda r: r['index'])
+    parts = all_gather_objects((records, skipped))
+    gathered = sorted((r for part, _ in parts for r in part), key=lambda r: r['index'])
+    left_out = [{'name': Path(n).stem, 'reason': why} for n, why in getattr(dataset, 'excluded', [])]
+    skipped = left_out + [{'name': r['name'], 'reason': r['reason']}
+                          for r in sorted((r for _, part in parts for r in part), key=lambda r: r['index'])]
     keys = [k for k in (gathered[0] if gathered else {}) if k not in ('name', 'index')]
     mean = {k: float(np.mean([r[k] for r in gathered])) for k in keys}
-    return {'mean': mean, 'images': gathered, 'metric_spec': getattr(scorer, 'description', 'none'),
-            'preview': preview}
+    return {'mean': mean, 'images': gathered, 'skipped': skipped,
+            'metric_spec': getattr(scorer, 'description', 'none'), 'preview': preview}
 
 
 def write_results(result: Dict[str, Any], folder: Path, dataset_name: str, extra: Optional[Dict] = None) -> None:
-    """``metrics.json`` (means, profile/metric description, count) and ``<dataset>_per_image.csv``."""
+    """``metrics.json`` (means, profile/metric description, count) and ``<dataset>_per_image.csv``.
+
+    Skipped samples (``skip_bad``) are counted and named in ``metrics.json`` (``num_skipped``, ``skipped``)
+    and get a CSV row with empty metrics and the reason in a ``skipped`` column."""
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / 'metrics.json'
     data = json.loads(json_path.read_text()) if json_path.exists() else {}
+    skipped = result.get('skipped') or []
     data[dataset_name] = {'mean': result['mean'], 'num_images': len(result['images']),
                           'metrics': result['metric_spec'], **(extra or {})}
+    if skipped:
+        data[dataset_name].update({'num_skipped': len(skipped), 'skipped': skipped})
     json_path.write_text(json.dumps(data, indent=2))
     rows = result['images']
-    keys = [k for k in (rows[0] if rows else {}) if k != 'index']
+    keys = [k for k in (rows[0] if rows else {'name': None}) if k != 'index']
     with open(folder / f'{dataset_name}_per_image.csv', 'w', newline='') as fh:
         writer = csv.writer(fh)
-        writer.writerow(keys)
+        writer.writerow(keys + (['skipped'] if skipped else []))
         for r in rows:
             writer.writerow([f'{r[k]:.6f}' if isinstance(r[k], float) and math.isfinite(r[k]) else r[k]
-                             for k in keys])
+                             for k in keys] + ([''] if skipped else []))
+        for r in skipped:
+            writer.writerow([r['name']] + [''] * (len(keys) - 1) + [r['reason']])
