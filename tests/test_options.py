@@ -93,11 +93,180 @@ def test_resolved_paths_and_defaults(tmp_path):
 OFFICIAL = Path(__file__).resolve().parents[1] / 'options' / 'train' / 'official'
 
 
-@pytest.mark.parametrize('name', ['NAFNet-SIDD-width32.yml', 'Restormer-GaussianColorDenoising.yml'])
-def test_official_option_files_validate_with_only_paths_changed(name, tmp_path):
-    """The official files (copied under options/train/official with dataset paths pointing at the
-    sample folder) pass validation: their keys, types and network/loss kwargs are all understood."""
+# only sizes, devices and logging change: types, losses, schedules, augmentation and data paths stay official
+SHRINK = ['num_gpu=0', 'train.total_iter=2', 'logger.print_freq=1', 'logger.save_checkpoint_freq=2',
+          'logger.use_tb_logger=false', 'val.val_freq=2', 'datasets.train.num_worker_per_gpu=0']
+OFFICIAL_SHRINK = {
+    'NAFNet-SIDD-width32.yml': ['network_g.width=8', 'network_g.enc_blk_nums=[1,1]', 'network_g.middle_blk_num=1',
+                                'network_g.dec_blk_nums=[1,1]', 'datasets.train.gt_size=32',
+                                'datasets.train.batch_size_per_gpu=2'],
+    'Restormer-GaussianColorDenoising.yml': [
+        'network_g.dim=8', 'network_g.num_blocks=[1,1,1,1]', 'network_g.num_refinement_blocks=1',
+        'network_g.heads=[1,1,1,1]', 'datasets.train.gt_size=32', 'datasets.train.gt_sizes=[16,16,16,16,32,32]',
+        'datasets.train.mini_batch_sizes=[2,2,2,2,1,1]', 'datasets.train.iters=[1,1,1,1,1,1]',
+        'datasets.train.batch_size_per_gpu=2'],
+}
+
+
+def _official_data(root: Path, lmdb: bool) -> None:
+    """Tiny images where the official files look for their data (./datasets/... relative to the run folder)."""
+    import importlib.util
+
+    import cv2
+    import numpy as np
+
+    from engine_helpers import make_clean_images
+    if not lmdb:
+        make_clean_images(root / 'datasets' / 'DFWB', n=4, size=48)
+        make_clean_images(root / 'datasets' / 'denoise' / 'CBSD68', n=2, size=48, seed=1)
+        return
+    spec = importlib.util.spec_from_file_location('create_lmdb', OFFICIAL.parents[2] / 'scripts' / 'create_lmdb.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    for split, n in (('train', 4), ('val', 2)):
+        gt = make_clean_images(root / 'png' / split / 'gt', n=n, size=48, seed=len(split))
+        (root / 'png' / split / 'lq').mkdir()
+        for p in sorted(gt.iterdir()):
+            noisy = cv2.imread(str(p)).astype(np.float32) + rng.normal(0, 15, (48, 48, 3))
+            cv2.imwrite(str(root / 'png' / split / 'lq' / p.name), np.clip(noisy, 0, 255).round().astype(np.uint8))
+        module.create_lmdb(gt, root / 'datasets' / 'SIDD' / split / 'gt_crops.lmdb')
+        module.create_lmdb(root / 'png' / split / 'lq', root / 'datasets' / 'SIDD' / split / 'input_crops.lmdb')
+
+
+@pytest.mark.parametrize('name', sorted(OFFICIAL_SHRINK))
+def test_official_option_files_build_and_train_two_iterations(name, tmp_path, monkeypatch):
+    """The official files (under options/train/official) build their data, network, losses, schedule and
+    hooks and train: 2 iterations on tiny data laid out at the files' own dataset paths, then validation."""
+    import math
+
+    from engine_helpers import read_losses
+
+    from basicsr.engine.trainer import Trainer
     path = OFFICIAL / name
-    opt = parse_options(path, check_paths=False, root=tmp_path)
-    assert opt['network_g']['type'] in ('NAFNet', 'Restormer')
-    assert yaml.safe_load(path.read_text())['train']['total_iter'] == opt['train']['total_iter']
+    official = yaml.safe_load(path.read_text())
+    _official_data(tmp_path, lmdb=name.startswith('NAFNet'))
+    monkeypatch.chdir(tmp_path)
+    opt = parse_options(path, SHRINK + OFFICIAL_SHRINK[name], root=tmp_path)
+    for key in ('scheduler', 'optim_g', 'pixel_opt'):
+        assert opt['train'][key] == {k: v for k, v in official['train'][key].items()}, key
+    trainer = Trainer(opt)
+    trainer.train()
+    assert trainer.model.net_g.__class__.__name__ == official['network_g']['type']
+    losses = read_losses(tmp_path / 'experiments' / official['name'])
+    assert sorted(losses) == [1, 2] and all(math.isfinite(v) for v in losses.values())
+    # iteration 2 runs at the official schedule's value after one step (NAFNet: cosine over T_max 200000)
+    lr = trainer.model.get_current_learning_rate()[0]
+    if name.startswith('NAFNet'):
+        assert lr == pytest.approx(1e-7 + 0.5 * (1e-3 - 1e-7) * (1 + math.cos(math.pi / 200000)), rel=1e-12)
+    else:
+        assert lr == pytest.approx(3e-4, rel=1e-12)  # first cycle anneals 3e-4 -> eta_min 3e-4
+    assert (tmp_path / 'experiments' / official['name'] / 'training_states' / 'ckpt_00000002.pth').is_file()
+    assert trainer.best, 'validation at iteration 2 recorded no metric'
+
+
+# ---------------------------------------------------------------------------------------------- parse-time checks
+# every `type:` block is checked when the file is parsed: registered name (closest suggested), known arguments,
+# value types; each case names the dotted key and what was expected
+VALIDATION_CASES = {
+    'val_metric_type': ("val: {metrics: {psnr: {type: calculate_psnrr, crop_border: 0}}}\n",
+                        ["'val.metrics.psnr.type'", 'calculate_psnr']),
+    'val_metric_argument': ("val: {metrics: {psnr: {type: calculate_psnr, crop_bordr: 0}}}\n",
+                            ["'val.metrics.psnr'", "did you mean 'crop_border'"]),
+    'val_profile': ("val: {profile: basicsr_rbg}\n", ["'val.profile'", "did you mean 'basicsr_rgb'"]),
+    'model_type': ("model_type: ImageRestorationModl\n", ["'model_type'", 'ImageRestorationModel']),
+    'dataset_type': ("datasets: {train: {name: t, type: PairedImageDatset, dataroot_gt: '.', dataroot_lq: '.'}}\n",
+                     ["'datasets.train.type'", 'PairedImageDataset']),
+    'degradation_type': ("datasets: {train: {name: t, type: SyntheticDegradationDataset, dataroot_gt: '.', "
+                         "degradation: {type: GausianNoise, sigma: 25}}}\n",
+                         ["'datasets.train.degradation.type'", 'GaussianNoise']),
+    'degradation_value': ("datasets: {train: {name: t, type: SyntheticDegradationDataset, dataroot_gt: '.', "
+                          "degradation: {type: GaussianNoise, sigma: high}}}\n",
+                          ["'datasets.train.degradation.sigma'", 'must be a number', "'high'"]),
+    'task_degradation': ("datasets: {train: {name: t, type: MultiTaskDataset, tasks: [{name: n, type: "
+                         "SyntheticDegradationDataset, dataroot_gt: '.', degradation: {type: GaussianNoize}}]}}\n",
+                         ["'datasets.train.tasks[0].degradation.type'", 'GaussianNoise']),
+    'optimiser_type': ("train: {optim_g: {type: AdamWW, lr: 1.0e-3}}\n", ["'train.optim_g.type'", "'AdamW'"]),
+    'optimiser_value': ("train: {optim_g: {type: AdamW, lr: fast}}\n",
+                        ["'train.optim_g.lr' (AdamW) must be a number", "'fast'"]),
+    'optimiser_argument': ("train: {optim_g: {type: AdamW, lr: 1.0e-3, weight_decy: 0}}\n",
+                           ["'train.optim_g' (AdamW)", "did you mean 'weight_decay'"]),
+    'scheduler_type': ("train: {scheduler: {type: TrueCosineAnealingLR, T_max: 10}}\n",
+                       ["'train.scheduler.type'", 'TrueCosineAnnealingLR']),
+    'scheduler_value': ("train: {scheduler: {type: TrueCosineAnnealingLR, T_max: long}}\n",
+                        ["'train.scheduler.T_max'", 'must be int', "'long'"]),
+    'network_value': ("network_g: {type: NAFNet, width: sixteen}\n",
+                      ["'network_g.width' (NAFNet) must be int", "'sixteen'"]),
+    'loss_value': ("train: {pixel_opt: {type: L1Loss, loss_weight: heavy}}\n", ["'train.pixel_opt.loss_weight'"]),
+}
+
+
+@pytest.mark.parametrize('case', list(VALIDATION_CASES))
+def test_every_type_block_is_checked_at_parse_time(tmp_path, case):
+    extra, expected = VALIDATION_CASES[case]
+    base = write(tmp_path, 'base.yml', MINIMAL)
+    path = write(tmp_path, f'{case}.yml', f'_base_: base.yml\n{extra}')
+    with pytest.raises(OptionError) as info:
+        parse_options(path, check_paths=False, root=tmp_path)
+    msg = str(info.value)
+    assert str(path) in msg, msg
+    for part in expected:
+        assert part in msg, (part, msg)
+    assert base.exists() and not (tmp_path / 'experiments').exists()
+
+
+def test_set_value_of_wrong_type_names_the_override(tmp_path):
+    path = write(tmp_path, 'ok.yml', MINIMAL)
+    with pytest.raises(OptionError) as info:
+        parse_options(path, ['train.optim_g.lr=fast'], root=tmp_path)
+    msg = str(info.value)
+    assert "'train.optim_g.lr' (AdamW) must be a number (float), got str 'fast'" in msg
+    assert '(set by --set train.optim_g.lr=fast)' in msg and str(path) in msg
+
+
+def test_set_value_that_is_not_yaml_names_the_override():
+    with pytest.raises(OptionError, match=r"--set val\.suffix=\[x: the value is not valid YAML"):
+        apply_overrides({}, ['val.suffix=[x'])
+
+
+def test_duplicate_yaml_key_names_file_key_and_lines(tmp_path):
+    path = write(tmp_path, 'dup.yml', MINIMAL.replace('  total_iter: 10\n', '  total_iter: 10\n  total_iter: 20\n'))
+    first = [i + 1 for i, line in enumerate(path.read_text().splitlines()) if 'total_iter' in line][0]
+    with pytest.raises(OptionError) as info:
+        load_with_bases(path)
+    msg = str(info.value)
+    assert str(path) in msg and "duplicate key 'total_iter'" in msg
+    assert f'first given at line {first}' in msg and f'at line {first + 1}' in msg
+
+
+def test_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
+    path = write(tmp_path, 'syntax.yml', MINIMAL + 'val: {val_freq: [5\n')
+    with pytest.raises(OptionError) as info:
+        load_with_bases(path)
+    msg = str(info.value)
+    assert '\n' not in msg and str(path) in msg and 'line' in msg and 'column' in msg
+
+
+def test_missing_data_folder_names_the_script_that_creates_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    text = MINIMAL + ("datasets: {val: {name: v, type: PairedImageDataset, "
+                      "dataroot_gt: datasets/denoise/NoSuchSet, dataroot_lq: datasets/denoise/NoSuchSet}}\n")
+    with pytest.raises(OptionError) as info:
+        parse_options(write(tmp_path, 'data.yml', text), root=tmp_path)
+    msg = str(info.value)
+    assert "'datasets.val.dataroot_gt': path 'datasets/denoise/NoSuchSet' does not exist" in msg
+    assert 'python scripts/prepare_denoise_data.py creates it' in msg
+    other = MINIMAL + "datasets: {val: {name: v, type: SingleImageDataset, dataroot_lq: /no/such/folder}}\n"
+    with pytest.raises(OptionError) as info:
+        parse_options(write(tmp_path, 'other.yml', other), root=tmp_path)
+    assert 'does not exist' in str(info.value) and 'prepare_' not in str(info.value)
+
+
+def test_train_py_option_error_creates_no_run_folder(tmp_path, capsys):
+    from basicsr.train import main
+    from basicsr.utils.cli import run_cli
+    path = write(tmp_path, 'bad.yml', MINIMAL.replace('width: 8', 'width: sixteen'))
+    code = run_cli(main, ['-opt', str(path), '--set', f'path.experiments_root={tmp_path / "exp"}'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "'network_g.width' (NAFNet) must be int" in err[0]
+    assert not (tmp_path / 'exp').exists()

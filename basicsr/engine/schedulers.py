@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from typing import List, Sequence
 
 from torch.optim import Optimizer
@@ -20,7 +19,12 @@ def _check_same_length(name: str, **lists: Sequence) -> None:
 
 @SCHEDULER_REGISTRY.register()
 class MultiStepRestartLR(LRScheduler):
-    """Multiply by ``gamma`` at each milestone; at a restart, reset to ``initial_lr * restart_weight``."""
+    """Multiply by ``gamma`` at each milestone; at a restart, reset to ``initial_lr * restart_weight``.
+
+    Chainable like BasicSR's: a milestone multiplies the group's current lr, and between milestones the
+    current lr is kept, so a BasicSR warm-up (``train.warmup_iter``) that overwrites the lr carries over as in
+    BasicSR (milestone 3, warm-up 5, lr 2: 0.4, 0.8, 1.2, 1.6, then 1.6 for good).
+    """
 
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
                  restarts: Sequence[int] = (0, ), restart_weights: Sequence[float] = (1, ),
@@ -32,12 +36,11 @@ class MultiStepRestartLR(LRScheduler):
 
     def get_lr(self) -> List[float]:
         it = self.last_epoch
-        start, weight = 0, 1.0
-        for r, w in zip(self.restarts, self.restart_weights):
-            if it >= r:
-                start, weight = r, w
-        n = sum(1 for m in self.milestones if start < m <= it) if start else bisect_right(self.milestones, it)
-        return [g['initial_lr'] * weight * self.gamma ** n for g in self.optimizer.param_groups]
+        if it in self.restarts:
+            weight = self.restart_weights[self.restarts.index(it)]
+            return [g['initial_lr'] * weight for g in self.optimizer.param_groups]
+        n = self.milestones.count(it)
+        return [g['lr'] * self.gamma ** n for g in self.optimizer.param_groups]
 
 
 @SCHEDULER_REGISTRY.register()
@@ -50,13 +53,16 @@ class MultiStepLR(MultiStepRestartLR):
 
 
 def _cyclic_position(it: int, periods: Sequence[int]) -> tuple:
-    """(cycle index, iteration inside the cycle, cycle length) for cumulative ``periods``."""
+    """(cycle index, iteration inside the cycle, cycle length) for cumulative ``periods``, as BasicSR's
+    ``get_position_from_periods``: step ``it`` belongs to the first cycle whose cumulative end is >= it, so a
+    cycle's last step reaches its ``eta_min`` and the next cycle starts one step in (its restart value itself
+    is never used). Steps past the last cycle stay at its end value (BasicSR fails there)."""
     start = 0
     for i, p in enumerate(periods):
-        if it < start + p or i == len(periods) - 1:
-            return i, it - start, p
+        if it <= start + p or i == len(periods) - 1:
+            return i, min(it - start, p), p
         start += p
-    return len(periods) - 1, it - start, periods[-1]
+    return len(periods) - 1, periods[-1], periods[-1]
 
 
 @SCHEDULER_REGISTRY.register()

@@ -209,11 +209,13 @@ class ImageRestorationModel:
     # ------------------------------------------------------------------ schedule
     def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
         """Set the lr for iteration ``current_iter`` (1-based): the schedules' value at ``current_iter - 1``
-        (so iteration 1 uses the initial lr), scaled linearly during BasicSR-style warm-up."""
+        (so iteration 1 uses the initial lr); BasicSR's warm-up replaces it by ``initial_lr * current_iter /
+        warmup_iter`` while ``current_iter < warmup_iter`` (iteration ``warmup_iter`` already runs at the schedule's
+        value, as BasicSR's ``update_learning_rate``)."""
         if current_iter > 1:
             for s in self.schedulers:
                 s.step()
-        if current_iter <= warmup_iter:
+        if current_iter < warmup_iter:
             for o in self.optimizers:
                 base = [g['initial_lr'] for g in o.param_groups]
                 for g, lr in zip(o.param_groups, warmup_lrs(base, current_iter, warmup_iter)):
