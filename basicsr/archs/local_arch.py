@@ -21,9 +21,12 @@ official outputs), including their quirks:
 * MPRNetLocal returns the final image only (a one-element ``NamedOutputs``, as the official ``[out]``);
   HINetLocal returns both stage outputs, as officially.
 
-Where the official window would be empty (feature map far smaller than 256 / base) it is 1 here instead of
-failing. The improvements (windows from ``train_size``, reflect padding, MPRNet stage outputs) come with the
-generic path: ``to_local(MPRNet(...), train_size=...)`` or ``tlc:`` in an option file.
+With the 256 px rule, small train sizes give tiny windows: in 1-pixel windows HINet's local variance is
+rounding noise and the output can be NaN, officially and here (e.g. HINet depth 5 at ``train_size`` 64). Where
+the official window would be empty it is 1 here instead of failing.
+
+The improvements (windows from ``train_size``, reflect padding, MPRNet stage outputs) come with the generic
+path: ``to_local(MPRNet(...), train_size=...)`` or ``tlc:`` in an option file.
 """
 from __future__ import annotations
 
