@@ -53,6 +53,8 @@ def _read_bytes(path: PathLike) -> bytes:
         raise ImageReadError(f"image file '{path}' does not exist") from None
     except IsADirectoryError:
         raise ImageReadError(f"image path '{path}' is a directory, not an image file") from None
+    except OSError as exc:  # permissions, I/O errors: a problem of this file
+        raise ImageReadError(f"image file '{path}' cannot be read: {exc.strerror or exc}") from None
 
 
 def read_image_bytes(buf: bytes, path_for_messages: str, channels: Optional[int] = 3,
