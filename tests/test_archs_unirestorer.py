@@ -317,3 +317,48 @@ def test_parity_vectors_and_manifests_through_the_checker(shared_dir):
     last = run.stdout.strip().splitlines()[-1]
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert last == 'arch parity: 4/4 vectors pass, 11/11 manifests pass'
+
+
+# ---------------------------------------------------------------------------- inference (pipeline, preprocessing)
+def test_daclip_preprocess_resizes_the_short_side_centre_crops_and_normalises():
+    enc = build_network(ENCODER)
+    lq = torch.rand(2, 3, 40, 64)
+    x = enc.preprocess(lq)
+    assert x.shape == (2, 3, 32, 32)
+    resized = F.interpolate(lq, size=(32, 51), mode='bicubic', align_corners=False, antialias=True).clamp(0, 1)
+    mean, std = torch.tensor([0.48145466, 0.4578275, 0.40821073]), torch.tensor([0.26862954, 0.26130258, 0.27577711])
+    expected = (resized[:, :, :, 10:42] - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)  # round((51 - 32) / 2) = 10
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
+    square = torch.rand(1, 3, 32, 32)  # already the encoder size: only normalised
+    torch.testing.assert_close(enc.preprocess(square), (square - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
+
+
+def test_pipeline_routes_every_tile_like_the_whole_image(tiny):
+    from basicsr.inference.pipeline import build_inference
+    lq = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        whole = tiny(lq)  # encoder input from the whole image
+    expert = int(tiny.last_routing.expert[0])
+    assert torch.equal(tiny(lq, tiny.encoder_input(lq)).pred, whole.pred)
+    seen = []
+    hook = tiny.daclip_model.register_forward_hook(lambda m, inp, out: seen.append(inp[0].clone()))
+    try:
+        pipe = build_inference(tiny, {'tile': {'size': 24, 'overlap': 8, 'batch': 2}})
+        pipe(lq)
+    finally:
+        hook.remove()
+    assert len(seen) >= 3 and all(torch.equal(s[:1], tiny.encoder_input(lq)) for s in seen)
+    assert tiny.last_routing.expert.tolist() == [expert] * len(tiny.last_routing.expert)
+    record = pipe.routing_records()
+    assert len(record) == 1 and record[0]['expert'] == expert
+    assert record[0]['expert_type'] == type(tiny.expert(expert)).__name__ and record[0]['leaf_name']
+    assert build_inference(build_network({'type': 'NAFNet', 'width': 4})).routing_records() == []
+
+
+def test_instruction_masks_by_task_name(tiny):
+    masks = tiny.instruction_masks('derain')
+    assert masks['skip_mask'].shape == (1, 22)
+    assert (~masks['skip_mask'][0]).nonzero().squeeze(1).tolist() == list(range(9, 16))
+    assert (~tiny.instruction_masks('HeavyHaze')['skip_mask'][0]).nonzero().squeeze(1).tolist() == [17]
+    with pytest.raises(ValueError, match="no tree node is named 'fog'"):
+        tiny.instruction_masks('fog')

@@ -12,17 +12,39 @@ from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ['network_conditions', 'condition_kwargs', 'example_conditions']
+__all__ = ['network_conditions', 'condition_kwargs', 'example_conditions', 'whole_image_inputs', 'repeat_for_pieces']
 
 # a harmless value of each known condition for a batch of n, used where only shapes matter (TLC calibration)
 _EXAMPLES: Dict[str, Callable[[int], Any]] = {'task': lambda n: torch.zeros(n, dtype=torch.long)}
 
 
+def _unwrapped(net: Any, attribute: str) -> Any:
+    while not hasattr(net, attribute) and isinstance(getattr(net, 'module', None), nn.Module):
+        net = net.module
+    return net
+
+
 def network_conditions(net: Any) -> Tuple[str, ...]:
     """Batch keys ``net`` takes as keyword arguments (unwrapping DDP / ``.module`` wrappers)."""
-    while not hasattr(net, 'conditions') and isinstance(getattr(net, 'module', None), nn.Module):
-        net = net.module
-    return tuple(getattr(net, 'conditions', ()))
+    return tuple(getattr(_unwrapped(net, 'conditions'), 'conditions', ()))
+
+
+def whole_image_inputs(net: Any, lq: Tensor, given: Mapping[str, Any]) -> Dict[str, Any]:
+    """The inputs ``net`` derives from whole images ``lq`` (its ``whole_image_inputs``) that ``given`` lacks;
+    {} for networks without any."""
+    derive = getattr(_unwrapped(net, 'whole_image_inputs'), 'whole_image_inputs', None)
+    if derive is None:
+        return {}
+    return {k: v for k, v in derive(lq).items() if k not in given}
+
+
+def repeat_for_pieces(value: Any, images: int, pieces: int) -> Any:
+    """A per-image input (first dimension ``images``) repeated for a batch of ``pieces`` tiles / crops of those
+    images, in the order tiling and grids stack them (every image's first piece, then every image's second
+    piece, ...); other values unchanged."""
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == images != pieces and pieces % images == 0:
+        return value.repeat(pieces // images, *([1] * (value.dim() - 1)))
+    return value
 
 
 def condition_kwargs(net: Any, batch: Mapping[str, Any], where: str, device: Any = None,

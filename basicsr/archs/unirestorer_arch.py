@@ -154,8 +154,9 @@ class UniRestorer(nn.Module):
             spec (e.g. small experts for tests).
         noisy_topk_gating: learned gate noise in training (the gates then output ``2 x`` logits).
         cv_loss_weight: weight of the level load-balancing loss.
-    ``forward(lq, daclip_lq, layer_skip_mask=None, skip_mask=None)``: ``lq`` (B, 3, H, W) in [0, 1] (sizes as
-    the experts accept: all official experts pad internally), ``daclip_lq`` the encoder input; optional
+    ``forward(lq, daclip_lq=None, layer_skip_mask=None, skip_mask=None)``: ``lq`` (B, 3, H, W) in [0, 1] (sizes
+    as the experts accept: all official experts pad internally), ``daclip_lq`` the encoder input (default:
+    :meth:`encoder_input` of ``lq``; the inference pipeline makes it once from the whole image); optional
     boolean masks, True = excluded: ``skip_mask`` (B, num_leaves) or (num_leaves,), ``layer_skip_mask``
     (B, num_levels) or (num_levels,). Returns ``NamedOutputs`` ``restored`` (pred, float32), ``mu``, ``logvar``
     (B, embed_dim) and ``aux_loss`` (scalar); :attr:`last_routing` holds the :class:`Routing` of that call.
@@ -289,6 +290,44 @@ class UniRestorer(nn.Module):
             keep |= (self.routing_table[:, level] == node).cpu()
         return ~keep
 
+    def encoder_input(self, lq: Tensor) -> Tensor:
+        """The encoder's input made from images ``lq`` (its ``preprocess``; DA-CLIP: resize, centre crop, CLIP
+        normalisation)."""
+        preprocess = getattr(self.daclip_model, 'preprocess', None)
+        if preprocess is None:
+            raise ValueError(f'UniRestorer: the encoder {type(self.daclip_model).__name__} has no preprocess(lq); '
+                             f'pass daclip_lq to forward')
+        return preprocess(lq)
+
+    def whole_image_inputs(self, lq: Tensor) -> Dict[str, Tensor]:
+        """Inputs the inference pipeline computes once from the whole image (so tiles, crops and flips of an
+        image are routed like the whole image, as the official inference does): ``{'daclip_lq': ...}``."""
+        return {'daclip_lq': self.encoder_input(lq)}
+
+    def instruction_masks(self, task: str) -> Dict[str, Tensor]:
+        """Instruction mode: ``{'skip_mask': (1, num_leaves)}`` keeping the leaves under the node(s) named
+        ``task`` (case-insensitive node ``name``s of the tree, e.g. ``Derain`` or ``HeavyHaze``)."""
+        wanted = [i for i, n in enumerate(self.nodes) if str(n.get('name', '')).lower() == task.lower()]
+        if not wanted:
+            names = [n['name'] for n in self.nodes if n.get('name')]
+            raise ValueError(f'UniRestorer: no tree node is named {task!r}; named nodes: {names}')
+        return {'skip_mask': self.leaf_mask(wanted)[None]}
+
+    def describe_routing(self, routing: Optional[Routing] = None) -> List[Dict[str, Any]]:
+        """One record per sample of ``routing`` (default: the last call): leaf, level and expert ids, the
+        leaf's and the expert's node names (if the tree names them) and the expert type."""
+        routing = routing or self.last_routing
+        if routing is None:
+            return []
+        rows = []
+        for leaf, level, expert in zip(routing.leaf.tolist(), routing.level.tolist(), routing.expert.tolist()):
+            leaf_node = int(self.routing_table[leaf, -1])
+            rows.append({'leaf': leaf, 'leaf_name': self.nodes[leaf_node].get('name', str(leaf_node)),
+                         'level': level, 'expert': expert,
+                         'expert_name': self.nodes[expert].get('name', str(expert)),
+                         'expert_type': type(self.expert(expert)).__name__})
+        return rows
+
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> 'UniRestorer':
         """Router modules follow ``mode``; the frozen encoder and experts always stay in eval mode."""
@@ -349,13 +388,13 @@ class UniRestorer(nn.Module):
             out[idx] = y
         return out
 
-    def forward(self, lq: Tensor, daclip_lq: Tensor, layer_skip_mask: Optional[Tensor] = None,
+    def forward(self, lq: Tensor, daclip_lq: Optional[Tensor] = None, layer_skip_mask: Optional[Tensor] = None,
                 skip_mask: Optional[Tensor] = None) -> NamedOutputs:
         if self.training and lq.shape[0] < 2:
             raise ValueError('UniRestorer: training needs batches of at least 2 images (BatchNorm1d in the mu / '
                              'sigma heads); raise the batch size')
         with torch.no_grad():
-            embedding = self.daclip_model(daclip_lq)
+            embedding = self.daclip_model(self.encoder_input(lq) if daclip_lq is None else daclip_lq)
         mu, logvar = self.mu(embedding), self.sigma(embedding)
         routing, gate, level_probs = self.route(mu, logvar, layer_skip_mask, skip_mask)
         self.last_routing = routing

@@ -17,16 +17,20 @@ Options (the ``val:`` / ``test:`` sections; other keys of those sections are ign
 
 ``tile`` and ``grids`` exclude each other. The TLC copy shares the network's parameter tensors, so a
 pipeline built once follows further training (validation during training needs no rebuild).
+
+Inputs a network derives from the image itself (UniRestorer's encoder input, which decides its routing) are
+made once per call from the whole (centre-cropped, unpadded) image and passed with the other conditions to
+every tile, crop and flip, repeated per piece, so the pieces are restored as the whole image would be.
 """
 from __future__ import annotations
 
 import difflib
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from basicsr.archs.conditions import network_conditions
+from basicsr.archs.conditions import network_conditions, repeat_for_pieces, whole_image_inputs
 from basicsr.archs.outputs import main_output
 from basicsr.inference.grids import grids_forward
 from basicsr.inference.padding import (center_crop_to_multiple, crop_back, infer_size_multiple,
@@ -106,6 +110,7 @@ class InferencePipeline:
         self.tlc = self._tlc_options(tlc) if tlc not in (None, False) else None
         self.net = to_local(base, share_weights=True, **self.tlc) if self.tlc else base
         self._conditions: Dict[str, Any] = {}  # extra network inputs of the current call
+        self._images = 1  # images in the current call (pieces of them are batched tile-major)
 
     # ------------------------------------------------------------------ option checks
     def _tile_options(self, tile: Dict[str, Any], multiple: int) -> Dict[str, Any]:
@@ -174,7 +179,14 @@ class InferencePipeline:
         return ('task', ) if self.task_classifier is not None and 'task' in self.conditions else ()
 
     def _network(self, x: Tensor) -> Tensor:
-        return main_output(self.net(x, **self._conditions))
+        kwargs = {k: repeat_for_pieces(v, self._images, x.shape[0]) for k, v in self._conditions.items()}
+        return main_output(self.net(x, **kwargs))
+
+    def routing_records(self) -> List[Dict[str, Any]]:
+        """Per image of the last call, what a routed network chose (UniRestorer: leaf, level, expert); [] for
+        other networks. Every piece of an image is routed alike, so the last piece batch tells."""
+        describe = getattr(self.net, 'describe_routing', None)
+        return describe()[:self._images] if describe is not None else []
 
     def _ensembled(self, x: Tensor) -> Tensor:
         return self_ensemble(self._network, x) if self.self_ensemble else self._network(x)
@@ -191,11 +203,12 @@ class InferencePipeline:
         if missing:
             raise ValueError(f'{type(unwrap(self.net)).__name__} needs {missing} besides the image '
                              f'(e.g. pipeline(lq, task=torch.tensor([3])), or {self.where}.task_classifier)')
-        self._conditions = conditions
         if self.center_crop_multiple is not None:
             lq = center_crop_to_multiple(lq, self.center_crop_multiple)
         size = tuple(lq.shape[-2:])
+        self._images = lq.shape[0]
         with torch.no_grad():
+            self._conditions = {**whole_image_inputs(self.net, lq, conditions), **conditions}
             x = pad_to_multiple(lq, self.pad_multiple, 'inference padding')[0] if self.pad_multiple else lq
             if self.tile is not None:
                 device = next(iter(self.net.parameters()), lq).device
