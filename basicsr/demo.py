@@ -20,7 +20,7 @@ if __package__ in (None, ''):
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OPT = ROOT / 'options' / 'demo' / 'denoise_color_sigma25.yml'
-DEFAULT_WEIGHTS = ROOT / 'experiments' / 'pretrained_models' / 'NAFNet_w16_denoise_color_sigma25.pth'
+DEFAULT_WEIGHTS = ROOT / 'experiments' / 'pretrained_models' / 'NAFNet_w16_denoise_color_sigma25.safetensors'
 DEFAULT_INPUT = ROOT / 'datasets' / 'samples'
 NOISY_TAG, CLEAN_TAG = '_noisy', '_clean'
 
@@ -55,6 +55,9 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                         'the training size given by --tlc-train-size)')
     parser.add_argument('--tlc-train-size', type=int, default=256,
                         help='training patch size for --tlc (the bundled model was trained on 64 px patches)')
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='unpickle any object in --weights: only for a file you trust, since unpickling can run '
+                             'code (default: off, tensors and containers only)')
     parser.add_argument('--task', default=None,
                         help='task for networks that take one (MiOIR *_EP explicit prompts): an id 0..6 or a name '
                              '(blur, noise, jpeg, rain, haze, dark, sr)')
@@ -81,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('error: --device cuda requested but CUDA is not available')
     net = build_network(opt['network_g'])
-    load_pretrained(net, str(weights))
+    load_pretrained(net, str(weights), trust_pickle=args.trust_pickle)
     net = net.to(device).eval()
 
     in_ch = (opt['network_g'].get('img_channel') or opt['network_g'].get('inp_channels')

@@ -88,3 +88,12 @@ def test_bad_input_names_what_is_expected(x, quality, match):
 def test_basicsr_utils_exports_it_like_basicsr():
     from basicsr.utils import DiffJPEG as exported
     assert exported is DiffJPEG
+
+
+def test_any_float_input_is_coded_in_float32_and_returned_in_its_dtype():
+    x = _vectors()[0]['diffjpeg.input']
+    jpeg = DiffJPEG(differentiable=False)
+    with torch.no_grad():
+        out = jpeg(x.double(), 40)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.float(), jpeg(x, 40))

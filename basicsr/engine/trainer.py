@@ -9,7 +9,7 @@ import torch
 
 from basicsr.data import build_dataset
 from basicsr.engine.checkpoint import (capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint,
-                                       verified_load)
+                                       save_network_file, verified_load)
 from basicsr.engine.evaluator import evaluate, write_results
 from basicsr.engine.hooks import (CheckpointHook, EMAHook, Hook, LoggerHook, ProgressiveHook, ValidationHook)
 from basicsr.engine.run_guard import LauncherWatch, RunLock, remove_stale_temp_files
@@ -139,11 +139,12 @@ class Trainer:
     def _maybe_resume(self) -> None:
         paths = self.opt['path']
         state = None
+        trust = bool(paths.get('trust_pickle', False))
         if paths.get('resume_state'):
-            state = verified_load(paths['resume_state'])
+            state = verified_load(paths['resume_state'], trust_pickle=trust)
             state['_path'] = paths['resume_state']
         elif paths.get('auto_resume', True):
-            state = load_latest_checkpoint(paths['training_states'])
+            state = load_latest_checkpoint(paths['training_states'], trust_pickle=trust)
         if state is None:
             return
         if state.get('options_hash') != options_hash(self.opt):
@@ -168,8 +169,8 @@ class Trainer:
                      'world_size': self.world}
             path = save_checkpoint(state, self.opt['path']['training_states'], self.iter,
                                    keep_last=self.opt['logger'].get('keep_last', 3))
-            from basicsr.engine.checkpoint import atomic_torch_save
-            atomic_torch_save(self.model.network_state(), Path(self.opt['path']['models']) / 'net_g_latest.pth')
+            save_network_file(self.model.network_state(), self.opt['path']['models'],
+                              self.opt['logger'].get('save_format', 'pth'), self.opt.get('network_g'))
             self.logger.info(f'saved checkpoint {path}')
         if self.contract:
             self.model.save(self.stream.epoch, self.iter)

@@ -60,7 +60,8 @@ class ImageRestorationModel:
         if pretrain:
             from basicsr.archs.pretrained import load_pretrained
             load_pretrained(self.net_g, pretrain, key=opt['path'].get('param_key_g', 'auto'),
-                            strict=opt['path'].get('strict_load_g', True))
+                            strict=opt['path'].get('strict_load_g', True),
+                            trust_pickle=opt['path'].get('trust_pickle', False))
             get_logger().info(f'loaded network_g weights from {pretrain}')
         self.net_g_ema: Optional[nn.Module] = None
         self.log_dict: Dict[str, float] = OrderedDict()
@@ -122,7 +123,8 @@ class ImageRestorationModel:
                              f"(got pretrain_network_g={paths.get('pretrain_network_g')!r}, "
                              f'ema_decay={self.ema_decay})')
         from basicsr.archs.pretrained import load_pretrained
-        load_pretrained(self.net_g_ema, paths['pretrain_network_g'], key=key, strict=paths.get('strict_load_g', True))
+        load_pretrained(self.net_g_ema, paths['pretrain_network_g'], key=key, strict=paths.get('strict_load_g', True),
+                        trust_pickle=paths.get('trust_pickle', False))
         get_logger().info(f"loaded the EMA network from {paths['pretrain_network_g']} (key '{key}')")
 
     def build_losses(self, train: Dict[str, Any]) -> nn.Module:

@@ -93,7 +93,8 @@ class DiffJPEG(nn.Module):
         x: (B, 3, H, W) RGB float in [0, 1], any H, W.
         quality: a number (1..100) for the whole batch or a (B,) tensor, one quality per image (float
             arithmetic, as BasicSR with a float tensor).
-    Returns the decoded (B, 3, H, W) float in [0, 1] (not rounded to 8 bits).
+    Returns the decoded (B, 3, H, W) in [0, 1] (not rounded to 8 bits), computed in float32 and returned in
+    the input's dtype.
     """
 
     def __init__(self, differentiable: bool = True) -> None:
@@ -143,7 +144,9 @@ class DiffJPEG(nn.Module):
     def forward(self, x: Tensor, quality: Quality) -> Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f'DiffJPEG expects (B, 3, H, W) RGB in [0, 1], got shape {tuple(x.shape)}')
-        b, _, h, w = x.shape
+        h, w = x.shape[-2:]
+        dtype = x.dtype
+        x = x.float()  # the model's arithmetic is float32 whatever the input (as BasicSR's tables)
         factor = self._factor(quality, x)
         x = F.pad(x, (0, -w % _SUBSAMPLED_BLOCK, 0, -h % _SUBSAMPLED_BLOCK))
         ycbcr = torch.tensordot((x * 255).permute(0, 2, 3, 1), self.rgb_to_ycbcr, dims=1)
@@ -155,7 +158,7 @@ class DiffJPEG(nn.Module):
         decoded = torch.cat([luma[:, None], chroma], dim=1).permute(0, 2, 3, 1)
         decoded = decoded + decoded.new_tensor([0.0, -128.0, -128.0])
         rgb = torch.tensordot(decoded, self.ycbcr_to_rgb, dims=1).permute(0, 3, 1, 2)
-        return rgb.clamp(0, 255)[:, :, :h, :w] / 255
+        return (rgb.clamp(0, 255)[:, :, :h, :w] / 255).to(dtype)
 
     def extra_repr(self) -> str:
         return f'differentiable={self.differentiable}'

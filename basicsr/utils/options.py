@@ -180,6 +180,8 @@ SCHEMA: Dict[str, Key] = {
     'path': Key(dict, default={}, children={
         'pretrain_network_g': Key(OPT_STR, path=True), 'param_key_g': Key(str, default='auto'),
         'strict_load_g': Key(bool, default=True), 'resume_state': Key(OPT_STR, path=True),
+        'trust_pickle': Key(bool, default=False, doc='unpickle any object in the weight and state files this run '
+                            'loads (torch weights-only mode off): only for files you trust (--trust-pickle)'),
         'experiments_root': Key(OPT_STR), 'results_root': Key(OPT_STR), 'root': Key(OPT_STR),
         'ignore_resume_networks': Key((list, type(None))), 'auto_resume': Key(bool, default=True),
         'param_key_g_ema': Key(OPT_STR, doc='initialise the EMA copy from this key of pretrain_network_g'),
@@ -207,6 +209,8 @@ SCHEMA: Dict[str, Key] = {
         'print_freq': Key(NUM, default=100), 'save_checkpoint_freq': Key(NUM, default=5000),
         'use_tb_logger': Key(bool, default=True), 'wandb': Key((dict, type(None)), open_children=True),
         'keep_last': Key(int, default=3), 'tb_image_freq': Key(NUM),
+        'save_format': Key(str, default='pth', choices=['pth', 'safetensors'],
+                           doc='file format of models/net_g_latest.*'),
     }),
     'dist_params': Key(dict, default={}, children={
         'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int)}),
@@ -371,12 +375,46 @@ def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train:
         for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file'):
             if isinstance(dataset.get(key), str) and dataset[key] not in ('none', '~'):
                 dataset[key] = os.path.expanduser(dataset[key])
+    name = str(opt['name'])
+    if name in ('', '.', '..') or '/' in name or '\\' in name:
+        raise OptionError(f"option file {source}: 'name': {name!r} must be a plain folder name (no '/' and not "
+                          f"'..'): it names experiments/<name>/ and results/<name>/")
     if is_train:
-        paths.update(train_folders(Path(paths.get('experiments_root') or root / 'experiments' / opt['name'])))
+        exp_root = run_folder('experiments_root', paths.get('experiments_root'), root / 'experiments' / name, name,
+                              source)
+        paths.update(train_folders(exp_root))
     else:
-        res_root = Path(paths.get('results_root') or root / 'results' / opt['name'])
+        res_root = run_folder('results_root', paths.get('results_root'), root / 'results' / name, name, source)
         paths.update(results_root=str(res_root), log=str(res_root), visualization=str(res_root / 'visualization'))
     return opt
+
+
+def run_folder(key: str, given: Optional[str], default: Path, name: str, source: str) -> Path:
+    """The folder run ``name`` writes to (``path.<key>``, else ``default``) with symlinks and '..' resolved.
+
+    A folder that resolves elsewhere than it reads is reported (a warning naming both); one inside the folder of
+    another run (a folder holding an ``options_resolved.yml`` of another name, or any run's folder above it) is
+    refused, so a run never writes into another experiment's checkpoints and logs.
+    """
+    import logging
+    literal = Path(os.path.expanduser(given)).absolute() if given else default.absolute()
+    folder = literal.resolve()
+    where = f"'path.{key}'" if given else "'name'"
+    if folder != literal:
+        logging.getLogger('basicsr').warning(f'option file {source}: {where} leads to {literal}, which resolves to '
+                                             f'{folder} (a symlink or ..); the run writes there')
+    for owner in (folder, *folder.parents):
+        record = owner / 'options_resolved.yml'
+        if not record.is_file():
+            continue
+        try:
+            other = (yaml.safe_load(record.read_text(encoding='utf-8')) or {}).get('name')
+        except (yaml.YAMLError, OSError, AttributeError):
+            other = None
+        if owner != folder or other != name:
+            raise OptionError(f'option file {source}: {where} leads to {folder}, inside the folder {owner} of run '
+                              f"{other!r} (its options_resolved.yml); choose a folder of run {name!r} of its own")
+    return folder
 
 
 def _import_plugins(opt: Dict[str, Any], extra: Sequence[str], source: str) -> Dict[str, Any]:
