@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from basicsr.archs import build_network, list_networks  # noqa: E402
 from basicsr.archs.outputs import main_output  # noqa: E402
 from basicsr.utils.model_stats import count_parameters, example_input, format_count, peak_memory  # noqa: E402
+from basicsr.utils.serialization import load_torch_file  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
 # --reduced configurations of types that have no parity vector to borrow one from
@@ -63,7 +64,7 @@ def configurations(manifests: Path, vectors: Path, reduced: bool) -> Dict[str, D
     configs: Dict[str, Dict[str, Any]] = {k: dict(v) for k, v in REDUCED.items()} if reduced else {}
     if reduced and vectors.is_dir():
         for path in sorted(vectors.glob('*.pt')):
-            vec = torch.load(path, map_location='cpu', weights_only=False)
+            vec = load_torch_file(path)
             configs.setdefault(vec['type'], dict(vec['kwargs']))
     if manifests.is_dir():
         for path in sorted(manifests.glob('*.json')):

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from basicsr.archs import build_network  # noqa: E402
 from basicsr.inference.pipeline import build_inference  # noqa: E402
 from basicsr.inference.tlc import to_local  # noqa: E402
+from basicsr.utils.serialization import load_torch_file  # noqa: E402
 from eval_inference_modes import PeakRSS  # noqa: E402  (this script's folder)
 
 CBSD68 = ROOT.parent / 'shared' / 'data' / 'CBSD68'
@@ -167,14 +168,14 @@ def main() -> None:
                 results[mode] = {'error': done.stderr.strip().splitlines()[-1] if done.stderr else 'failed'}
                 continue
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
-        ref = torch.load(outputs['whole']) if 'seconds' in results.get('whole', {}) else None
+        ref = load_torch_file(outputs['whole']) if 'seconds' in results.get('whole', {}) else None
         rows = []
         for mode in modes:
             r = results[mode]
             if 'error' in r:
                 rows.append([mode, '-', '-', '-', r['error']])
                 continue
-            quality = '-' if ref is None else f'{psnr(torch.load(outputs[mode]), ref):.2f}'
+            quality = '-' if ref is None else f'{psnr(load_torch_file(outputs[mode]), ref):.2f}'
             rows.append([mode if mode == 'whole' else f'tiled {args.tile}/{args.overlap} x{args.batch}',
                          f'{r["seconds"]:.1f}', f'{r["peak_rss_mb"]:.0f}', f'{r["rss_added_mb"]:.0f}',
                          quality])

@@ -8,7 +8,7 @@ import yaml
 
 from engine_helpers import PYTHON, ROOT, make_clean_images, run_script
 
-BUNDLED = ROOT / 'experiments' / 'pretrained_models' / 'NAFNet_w16_denoise_color_sigma25.pth'
+BUNDLED = ROOT / 'experiments' / 'pretrained_models' / 'NAFNet_w16_denoise_color_sigma25.safetensors'
 TINY_NET = {'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1], 'middle_blk_num': 1, 'dec_blk_nums': [1]}
 
 

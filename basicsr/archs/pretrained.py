@@ -7,6 +7,7 @@ them:
 * ``{'state_dict': sd, 'epoch': ..., 'optimizer': ...}`` training checkpoints (MPRNet, DSRIR, Lightning);
 * ``{'model': sd}`` / ``{'net': sd}`` / ``{'model_state_dict': sd}``;
 * a raw state dict;
+* a ``.safetensors`` file (a raw state dict, or the groups above stored by this toolbox);
 * any of these with DataParallel / DistributedDataParallel ``module.`` or ``torch.compile``
   ``_orig_mod.`` prefixes on every key.
 
@@ -19,13 +20,14 @@ dropped first, by both :func:`load_pretrained` and the module's own ``load_state
 from __future__ import annotations
 
 import logging
-import pickle
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
+
+from basicsr.utils.serialization import UnreadableFileError, is_safetensors, load_torch_file, read_weights
 
 __all__ = ['AUTO_KEYS', 'CheckpointMismatchError', 'IgnoresCheckpointEntries', 'read_checkpoint',
            'extract_state_dict', 'read_state_dict', 'compare_state_dicts', 'drop_ignored_entries', 'load_pretrained']
@@ -74,27 +76,24 @@ def drop_ignored_entries(net: nn.Module, sd: Mapping[str, torch.Tensor]) -> Stat
     return OrderedDict((k, v) for k, v in sd.items() if not (ignored and k.startswith(ignored)))
 
 
-def read_checkpoint(path: PathLike, weights_only: bool = True) -> Any:
-    """``torch.load`` on CPU with a clear error for a missing or unreadable file.
+def read_checkpoint(path: PathLike, trust_pickle: bool = False) -> Any:
+    """The contents of a weight file on the CPU, with a clear error for a missing, unreadable or unsafe file.
 
-    ``weights_only=True`` (default) unpickles tensors and containers only; pass False for trusted files
-    that pickle other objects (e.g. argparse namespaces in some training checkpoints).
+    ``.safetensors`` files give their state dict (or groups of them, see
+    :func:`basicsr.utils.serialization.read_weights`). Torch files are unpickled with tensors and containers
+    only (:func:`basicsr.utils.serialization.load_torch_file`); one that pickles other objects raises
+    :class:`~basicsr.utils.serialization.RefusedPickleError` unless ``trust_pickle`` (only for trusted files,
+    e.g. official training checkpoints that pickle an ``argparse.Namespace``).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint file not found: {path}')
+    if is_safetensors(path):
+        return read_weights(path)[0]
     try:
-        return torch.load(path, map_location='cpu', weights_only=weights_only)
-    except pickle.UnpicklingError as exc:
-        blocked = [line.strip() for line in str(exc).splitlines() if 'Unsupported global' in line]
-        if weights_only and blocked:
-            raise ValueError(f'checkpoint {path} pickles objects other than tensors and containers '
-                             f'({blocked[0]}), so it was not loaded with weights_only=True; if you trust the '
-                             f'file, load it with weights_only=False') from exc
-        raise ValueError(f'checkpoint {path} cannot be read (truncated or not a torch file?)') from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f'checkpoint {path} cannot be read (truncated or not a torch file?): '
-                         f'{type(exc).__name__}: {exc}') from exc
+        return load_torch_file(path, trust_pickle=trust_pickle)
+    except UnreadableFileError as exc:
+        raise UnreadableFileError(f'checkpoint {exc}') from exc
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -163,9 +162,9 @@ def _describe(obj: Any) -> str:
     return f'it holds a {type(obj).__name__}'
 
 
-def read_state_dict(path: PathLike, key: Optional[str] = 'auto', weights_only: bool = True) -> StateDict:
+def read_state_dict(path: PathLike, key: Optional[str] = 'auto', trust_pickle: bool = False) -> StateDict:
     """The state dict stored in the checkpoint file ``path`` (see :func:`extract_state_dict` for ``key``)."""
-    return extract_state_dict(read_checkpoint(path, weights_only), key, str(path))[0]
+    return extract_state_dict(read_checkpoint(path, trust_pickle), key, str(path))[0]
 
 
 def compare_state_dicts(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]
@@ -206,22 +205,23 @@ def _mismatch_message(net: nn.Module, source: str, where: str, expected: Mapping
 
 
 def load_pretrained(net: nn.Module, path: PathLike, key: Optional[str] = 'auto', strict: bool = True,
-                    weights_only: bool = True) -> nn.Module:
+                    trust_pickle: bool = False) -> nn.Module:
     """Load the weights in ``path`` into ``net`` (in place) and return ``net``.
 
     Args:
         net: the network, built with the configuration the checkpoint was trained with.
-        path: checkpoint file in any layout listed in the module docstring.
+        path: checkpoint file in any layout listed in the module docstring, or a ``.safetensors`` file.
         key: where the state dict is (``'auto'``: ``params_ema`` > ``params`` > ``state_dict`` > ``model`` >
             ``net`` > ...; a key / dotted path; None for a raw state dict).
         strict: require exactly the network's keys and shapes (default). With False, matching entries are
             loaded and the rest is logged as a warning.
-        weights_only: refuse pickled non-tensor objects (see :func:`read_checkpoint`).
-    Raises FileNotFoundError (no file), KeyError / ValueError (no state dict at ``key``),
+        trust_pickle: unpickle objects other than tensors and containers (see :func:`read_checkpoint`).
+    Raises FileNotFoundError (no file), RefusedPickleError (pickled objects, without ``trust_pickle``),
+    KeyError / ValueError (no state dict at ``key``),
     :class:`CheckpointMismatchError` (keys or shapes differ, with ``strict``).
     """
     source = str(path)
-    sd, where = extract_state_dict(read_checkpoint(path, weights_only), key, source)
+    sd, where = extract_state_dict(read_checkpoint(path, trust_pickle), key, source)
     sd = drop_ignored_entries(net, sd)
     expected = net.state_dict()
     missing, unexpected, mismatched = compare_state_dicts(expected, sd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import random
 import re
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from basicsr.utils.logger import get_logger
+from basicsr.utils.serialization import NETWORK_KEY, UnreadableFileError, load_torch_file, write_weights
 
 CKPT_PATTERN = re.compile(r'^ckpt_(\d+)\.pth$')
 
@@ -59,10 +61,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def verified_load(path: str | Path, map_location: Any = 'cpu') -> Any:
+def verified_load(path: str | Path, map_location: Any = 'cpu', trust_pickle: bool = False) -> Any:
     """Load a checkpoint written by :func:`atomic_torch_save`, checking its SHA-256 side file.
 
-    Raises ``ValueError`` naming the file when it is truncated or corrupt.
+    The SHA-256 proves integrity, not origin, so the file is unpickled with tensors and containers only
+    (a training state holds nothing else); ``trust_pickle`` allows other objects, for trusted files only.
+    Raises ``ValueError`` naming the file when it is truncated or corrupt, and
+    :class:`~basicsr.utils.serialization.RefusedPickleError` when it pickles other objects.
     """
     path = Path(path)
     data = path.read_bytes()
@@ -73,9 +78,9 @@ def verified_load(path: str | Path, map_location: Any = 'cpu') -> Any:
             raise ValueError(f'checkpoint {path} is corrupt or truncated: SHA-256 differs from {sha.name} '
                              f'({len(data)} bytes on disk)')
     try:
-        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise ValueError(f'checkpoint {path} cannot be read ({type(exc).__name__}: {exc})') from exc
+        return load_torch_file(path, map_location, trust_pickle=trust_pickle, data=data)
+    except UnreadableFileError as exc:
+        raise ValueError(f'checkpoint {exc}') from exc
 
 
 def list_checkpoints(folder: str | Path) -> List[Path]:
@@ -102,12 +107,14 @@ def save_checkpoint(state: Dict[str, Any], folder: str | Path, iteration: int, k
     return path
 
 
-def load_latest_checkpoint(folder: str | Path, map_location: Any = 'cpu') -> Optional[Dict[str, Any]]:
-    """The newest readable checkpoint in ``folder`` (None if there is none); broken ones are skipped."""
+def load_latest_checkpoint(folder: str | Path, map_location: Any = 'cpu',
+                           trust_pickle: bool = False) -> Optional[Dict[str, Any]]:
+    """The newest readable checkpoint in ``folder`` (None if there is none); broken ones and ones that pickle
+    objects other than tensors and containers (unless ``trust_pickle``) are skipped with a warning."""
     logger = get_logger()
     for path in list_checkpoints(folder):
         try:
-            state = verified_load(path, map_location)
+            state = verified_load(path, map_location, trust_pickle)
         except (ValueError, OSError) as exc:
             logger.warning(f'{exc}; falling back to the previous checkpoint')
             continue
@@ -116,17 +123,50 @@ def load_latest_checkpoint(folder: str | Path, map_location: Any = 'cpu') -> Opt
     return None
 
 
+def network_file(models_dir: str | Path, save_format: str = 'pth', name: str = 'net_g_latest') -> Path:
+    """``models_dir/<name>.pth`` or ``.safetensors`` (``logger.save_format``)."""
+    return Path(models_dir) / f"{name}.{'safetensors' if save_format == 'safetensors' else 'pth'}"
+
+
+def save_network_file(state: Dict[str, Any], models_dir: str | Path, save_format: str = 'pth',
+                      network: Optional[Dict[str, Any]] = None, name: str = 'net_g_latest') -> Path:
+    """Write ``{'params': sd, 'params_ema': sd}`` to :func:`network_file`: a torch file (with SHA-256 side file)
+    or safetensors (groups as in :func:`~basicsr.utils.serialization.write_weights`, ``network`` spec in the
+    metadata), which anyone can load without running code."""
+    path = network_file(models_dir, save_format, name)
+    if save_format == 'safetensors':
+        metadata = {NETWORK_KEY: json.dumps(network, sort_keys=True, default=str)} if network else None
+        write_weights(state, path, metadata)
+    else:
+        atomic_torch_save(state, path)
+    return path
+
+
 def capture_rng_state() -> Dict[str, Any]:
-    """RNG states of python, numpy, torch and (if present) every CUDA device of this process."""
-    state = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    """RNG states of python, numpy, torch and (if present) every CUDA device of this process.
+
+    Only tuples, numbers, strings and tensors, so a checkpoint holding them loads with ``weights_only``:
+    numpy's ``(name, uint32 keys, pos, has_gauss, cached_gaussian)`` becomes a dict with the keys as a tensor.
+    """
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    numpy_state = {'name': str(name), 'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
+                   'has_gauss': int(has_gauss), 'cached_gaussian': float(cached)}
+    state = {'python': random.getstate(), 'numpy': numpy_state, 'torch': torch.get_rng_state()}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng_state` returned (also numpy's tuple form of older checkpoints)."""
     random.setstate(state['python'])
-    np.random.set_state(state['numpy'])
+    numpy_state = state['numpy']
+    if isinstance(numpy_state, dict):
+        keys = np.asarray(numpy_state['keys'].numpy() if torch.is_tensor(numpy_state['keys'])
+                          else numpy_state['keys'], dtype=np.uint32)
+        numpy_state = (numpy_state['name'], keys, numpy_state['pos'], numpy_state['has_gauss'],
+                       numpy_state['cached_gaussian'])
+    np.random.set_state(numpy_state)
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])

@@ -11,8 +11,9 @@ One option file describes the whole run: an ordinary multi-task training file (`
 Stage k (1-based) trains on the union of the first k tasks of ``order`` for ``stage_iters[k-1]`` iterations.
 It is a normal, resumable run in ``<experiments_root>/stage<k>_<task>`` (its resolved options are written
 there as ``options_resolved.yml``) with a new optimiser and a new scheduler; from stage 2 on its network is
-initialised from the previous stage's ``models/net_g_latest.pth`` (``params`` -> network, ``params_ema`` ->
-EMA copy when ``train.ema_decay`` > 0), as MiOIR's chained option files do. Task labels keep their values
+initialised from the previous stage's ``models/net_g_latest.pth`` (``.safetensors`` with
+``logger.save_format: safetensors``; ``params`` -> network, ``params_ema`` -> EMA copy when ``train.ema_decay`` > 0),
+as MiOIR's chained option files do. Task labels keep their values
 from the full task list, so explicit-prompt networks see the same task ids in every stage.
 
 ``stage_periods`` sets the cosine periods of a scheduler that takes ``periods`` (CosineAnnealingRestartLR,
@@ -37,9 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-STAGE_WEIGHTS = 'net_g_latest.pth'
-
-
 @dataclass
 class Stage:
     """One stage of a sequential run: 1-based ``index``, the task it adds, the tasks it trains on, its options."""
@@ -54,8 +52,9 @@ class Stage:
 
     @property
     def weights(self) -> Path:
-        """The stage's final network file (the next stage's initialisation)."""
-        return Path(self.opt['path']['models']) / STAGE_WEIGHTS
+        """The stage's final network file (the next stage's initialisation), in ``logger.save_format``."""
+        from basicsr.engine.checkpoint import network_file
+        return network_file(self.opt['path']['models'], (self.opt.get('logger') or {}).get('save_format', 'pth'))
 
 
 @dataclass

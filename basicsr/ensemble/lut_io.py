@@ -5,10 +5,14 @@ Own format (``torch.save`` of a plain dict, loadable with ``weights_only=True``)
     {'format': 'basicsr.EnsIR', 'version': 1, 'bin_width': b, 'num_models': M,
      'table': float32 (nb**M, 3, M), 'options': {...estimation options...}}
 
+or, for a ``.safetensors`` path, the tensor ``table`` with the other entries as metadata strings (``options`` as
+JSON). Torch files are read with tensors and containers only: one that pickles anything else is refused.
+
 Official format (``precompute_weight/*.pth`` of sunshangquan/EnsIR): a dict whose keys are the M-tuples
 of bin lower bounds (a bare int for M = 1), lexicographic, and whose values are lists
 ``[w_R, w_G, w_B]`` of float32 tensors of M weights.
 """
+import json
 import math
 from functools import reduce
 from pathlib import Path
@@ -17,6 +21,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from basicsr.ensemble.bins import bins_per_model
+from basicsr.utils.serialization import (UnreadableFileError, is_safetensors, load_torch_file, read_safetensors,
+                                         write_safetensors)
 
 Tensor = torch.Tensor
 PathLike = Union[str, Path]
@@ -27,12 +33,17 @@ FORMAT_VERSION = 1
 
 def save_table(path: PathLike, table: Tensor, bin_width: int, options: Dict[str, Any],
                official_format: bool = False) -> None:
-    """Write ``table`` (nb**M, 3, M) to ``path``; ``official_format=True`` writes the official dict layout."""
+    """Write ``table`` (nb**M, 3, M) to ``path`` (a ``.safetensors`` name: safetensors); ``official_format=True``
+    writes the official dict layout (a torch file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = table.detach().float().cpu().contiguous()
     if official_format:
         torch.save(_to_official(table, bin_width), path)
+    elif is_safetensors(path):
+        write_safetensors({'table': table}, path, {
+            'format': FORMAT_NAME, 'version': str(FORMAT_VERSION), 'bin_width': str(int(bin_width)),
+            'num_models': str(int(table.shape[-1])), 'options': json.dumps(dict(options), default=str)})
     else:
         torch.save({'format': FORMAT_NAME, 'version': FORMAT_VERSION, 'bin_width': int(bin_width),
                     'num_models': int(table.shape[-1]), 'table': table, 'options': dict(options)}, path)
@@ -47,13 +58,14 @@ def load_table(path: PathLike, bin_width: Optional[int] = None) -> Tuple[Tensor,
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f'EnsIR table file {path}: expected an existing .pth file, got no such file')
+        raise ValueError(f'EnsIR table file {path}: expected an existing .pth or .safetensors file, got no such file')
+    if is_safetensors(path):
+        return _from_own(_own_from_safetensors(path), path, bin_width)
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a table"
+        obj = load_torch_file(path)
+    except UnreadableFileError as exc:
         raise ValueError(f'{path} is not an EnsIR table: expected a torch.save dict (this toolbox\'s format or '
-                         f'the official lookup table), got a file torch.load cannot read '
-                         f'({type(exc).__name__}: {str(exc)[:200]})') from exc
+                         f'the official lookup table), got a file torch.load cannot read ({exc})') from exc
     if isinstance(obj, dict) and obj.get('format') == FORMAT_NAME:
         return _from_own(obj, path, bin_width)
     if isinstance(obj, dict) and obj and all(isinstance(k, (int, tuple)) for k in obj):
@@ -61,6 +73,20 @@ def load_table(path: PathLike, bin_width: Optional[int] = None) -> Tuple[Tensor,
     got = f'dict with keys {list(obj)[:5]}' if isinstance(obj, dict) else type(obj).__name__
     raise ValueError(f'{path} is not an EnsIR table: expected a dict with format {FORMAT_NAME!r} or the official '
                      f'dict of bin lower-bound keys -> [w_R, w_G, w_B], got {got}')
+
+
+def _own_from_safetensors(path: Path) -> Dict[str, Any]:
+    """The own-format dict of a safetensors table file (metadata strings back to numbers and options)."""
+    tensors, meta = read_safetensors(path)
+    if meta.get('format') != FORMAT_NAME or 'table' not in tensors:
+        raise ValueError(f'{path} is not an EnsIR table: expected the tensor table and metadata format '
+                         f'{FORMAT_NAME!r}, got tensors {sorted(tensors)[:5]} and metadata {sorted(meta)[:5]}')
+    try:
+        return {'table': tensors['table'], 'bin_width': int(meta['bin_width']), 'num_models': int(meta['num_models']),
+                'options': json.loads(meta.get('options') or '{}')}
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f'{path} is not a valid EnsIR table: metadata bin_width, num_models (integers) and '
+                         f'options (JSON) expected, got {meta}') from exc
 
 
 def _from_own(obj: Dict[str, Any], path: Path, bin_width: Optional[int]) -> Tuple[Tensor, int, Dict[str, Any]]:

@@ -115,11 +115,13 @@ def read_vgg19_state_dict(path: Optional[Union[str, Path]]) -> Dict[str, torch.T
 
     Raises:
         FileNotFoundError: ``path`` is None or missing (the message says where to get the file).
+        RefusedPickleError: the file pickles objects other than tensors (it is not unpickled).
         ValueError: a key is missing, or a tensor's shape differs from VGG19's (naming key and both shapes).
     """
     if path is None or not Path(path).is_file():
         raise FileNotFoundError(_missing_weights_message(path))
-    state = torch.load(str(path), map_location='cpu', weights_only=True)
+    from basicsr.archs.pretrained import read_checkpoint
+    state = read_checkpoint(path)  # tensors only: a file that pickles other objects is refused, naming it
     if isinstance(state, dict) and 'state_dict' in state and isinstance(state['state_dict'], dict):
         state = state['state_dict']
     if not isinstance(state, dict):
