@@ -362,3 +362,23 @@ def test_instruction_masks_by_task_name(tiny):
     assert (~tiny.instruction_masks('HeavyHaze')['skip_mask'][0]).nonzero().squeeze(1).tolist() == [17]
     with pytest.raises(ValueError, match="no tree node is named 'fog'"):
         tiny.instruction_masks('fog')
+
+
+def test_per_image_csv_records_the_routing(tiny, tmp_path):
+    from basicsr.engine.evaluator import evaluate, write_results
+    from basicsr.inference.pipeline import build_inference
+    g = torch.Generator().manual_seed(9)
+    data = [{'lq': torch.rand(3, 24, 28, generator=g), 'gt': torch.rand(3, 24, 28, generator=g),
+             'lq_path': f'img{i}.png'} for i in range(3)]
+    result = evaluate(build_inference(tiny), data, {'metrics': {'psnr': {'type': 'calculate_psnr'}}},
+                      torch.device('cpu'), pbar=False)
+    assert list(result['mean']) == ['psnr']  # routing ids are not averaged
+    for item, rec in zip(data, result['images']):
+        with torch.no_grad():
+            tiny(item['lq'][None])
+        assert {k: rec[k] for k in ('leaf', 'level', 'expert')} == \
+            {k: tiny.describe_routing()[0][k] for k in ('leaf', 'level', 'expert')}
+    write_results(result, tmp_path, 'set')
+    header = (tmp_path / 'set_per_image.csv').read_text().splitlines()[0].split(',')
+    assert header[:1] == ['name'] and {'leaf', 'leaf_name', 'level', 'expert', 'expert_name', 'expert_type',
+                                       'psnr'} <= set(header)

@@ -124,6 +124,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
         pred = main_output(out).clamp(0, 1).float().cpu()[0]
         name = Path(item.get('lq_path') or item.get('gt_path') or f'{idx:05d}').stem
         rec: Dict[str, Any] = {'name': name, 'index': idx}
+        routing = getattr(pipeline, 'routing_records', lambda: [])()
+        rec.update(routing[0] if routing else {})  # routed networks (UniRestorer): leaf, level, expert
         gt = item.get('gt')
         if gt is not None:
             gt = gt.float().cpu()
@@ -155,7 +157,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
     left_out = [{'name': Path(n).stem, 'reason': why} for n, why in getattr(dataset, 'excluded', [])]
     skipped = left_out + [{'name': r['name'], 'reason': r['reason']}
                           for r in sorted((r for _, part in parts for r in part), key=lambda r: r['index'])]
-    keys = [k for k in (gathered[0] if gathered else {}) if k not in ('name', 'index')]
+    keys = [k for k, v in (gathered[0] if gathered else {}).items()
+            if k not in ('name', 'index') and isinstance(v, float)]  # metrics, not routing ids / names
     mean = {k: float(np.mean([r[k] for r in gathered])) for k in keys}
     return {'mean': mean, 'images': gathered, 'skipped': skipped,
             'metric_spec': getattr(scorer, 'description', 'none'), 'preview': preview}
