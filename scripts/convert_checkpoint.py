@@ -11,7 +11,7 @@ before anything is written, so a converted file always loads into that configura
 follows the ``dst`` suffix: ``.safetensors`` (tensors only, the network spec as JSON in the metadata key
 ``basicsr.network``) or a torch file. ``--key`` picks the state dict (default ``auto``: params_ema > params >
 state_dict > model > net ...). A source that pickles objects other than tensors and containers is refused
-unless ``--trust-pickle``. Exit status 2 with the mismatching keys on failure.
+unless ``--trust-pickle``. Exit status 1 with the mismatching keys on failure.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from basicsr.archs import build_network  # noqa: E402
 from basicsr.archs.network_spec import network_opt  # noqa: E402
 from basicsr.archs.pretrained import load_pretrained  # noqa: E402
 from basicsr.engine.checkpoint import atomic_torch_save  # noqa: E402
-from basicsr.utils.cli import ArgumentParser, debug_requested, report, run_cli  # noqa: E402
 from basicsr.utils.serialization import NETWORK_KEY, is_safetensors, read_safetensors, write_weights  # noqa: E402
 
 
@@ -73,8 +72,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         stored = None if (args.type or args.kwargs or args.opt) else spec_in_metadata(args.src)
         spec = stored or network_opt(args.type, args.kwargs, args.opt)
         _, layout = convert(args.src, args.dst, spec, args.key or None, trust_pickle=args.trust_pickle)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:  # a wrong file or network: status 2
-        return report(exc, debug_requested(argv))
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
     print(f"wrote {args.dst}: {layout} for {spec['type']}")
     return 0
 
