@@ -240,7 +240,7 @@ def test_instruction_masks_restrict_leaves_and_levels(tiny):
     with torch.no_grad():
         tiny(lq, dl, skip_mask=per_sample)
     assert set(tiny.last_routing.leaf.tolist()) <= {0, 1, 2}
-    with pytest.raises(ValueError, match=r'skip_mask \(leaves\) must be a bool tensor of shape \(22,\)'):
+    with pytest.raises(ValueError, match=r"skip_mask \(leaves\) must be a bool tensor of shape \(22,\)"):
         tiny(lq, dl, skip_mask=level2_only)  # the official code's swap: a level mask on the leaves
     with pytest.raises(ValueError, match='excludes every choice'):
         tiny(lq, dl, layer_skip_mask=torch.ones(3, dtype=torch.bool))
@@ -382,3 +382,16 @@ def test_per_image_csv_records_the_routing(tiny, tmp_path):
     header = (tmp_path / 'set_per_image.csv').read_text().splitlines()[0].split(',')
     assert header[:1] == ['name'] and {'leaf', 'leaf_name', 'level', 'expert', 'expert_name', 'expert_type',
                                        'psnr'} <= set(header)
+
+
+def test_pipeline_instruction_option(tiny):
+    from basicsr.inference.pipeline import InferenceOptionError, build_inference
+    lq = torch.rand(2, 3, 24, 28, generator=torch.Generator().manual_seed(10))
+    pipe = build_inference(tiny, {'instruction': 'Dehaze', 'tile': {'size': 16, 'overlap': 4, 'batch': 3}})
+    pipe(lq)
+    assert {r['leaf_name'] for r in pipe.routing_records()} <= {'LightHaze', 'HeavyHaze'}
+    assert set(tiny.last_routing.leaf.tolist()) <= {16, 17}
+    with pytest.raises(InferenceOptionError, match="test.instruction: UniRestorer: no tree node is named 'fog'"):
+        build_inference(tiny, {'instruction': 'fog'})
+    with pytest.raises(InferenceOptionError, match='NAFNet has no instruction mode'):
+        build_inference(build_network({'type': 'NAFNet', 'width': 4}), {'instruction': 'Dehaze'})

@@ -157,13 +157,13 @@ class UniRestorer(nn.Module):
     ``forward(lq, daclip_lq=None, layer_skip_mask=None, skip_mask=None)``: ``lq`` (B, 3, H, W) in [0, 1] (sizes
     as the experts accept: all official experts pad internally), ``daclip_lq`` the encoder input (default:
     :meth:`encoder_input` of ``lq``; the inference pipeline makes it once from the whole image); optional
-    boolean masks, True = excluded: ``skip_mask`` (B, num_leaves) or (num_leaves,), ``layer_skip_mask``
-    (B, num_levels) or (num_levels,). Returns ``NamedOutputs`` ``restored`` (pred, float32), ``mu``, ``logvar``
+    boolean masks, True = excluded: ``skip_mask`` (B or 1, num_leaves) or (num_leaves,), ``layer_skip_mask``
+    (B or 1, num_levels) or (num_levels,). Returns ``NamedOutputs`` ``restored`` (pred, float32), ``mu``, ``logvar``
     (B, embed_dim) and ``aux_loss`` (scalar); :attr:`last_routing` holds the :class:`Routing` of that call.
     """
 
-    def __init__(self, daclip_model: Union[None, Mapping[str, Any], nn.Module] = None, embed_dim: int = 512, num_feat: int = 48,
-                 topk: int = 1, num_experts: Optional[Sequence[int]] = None,
+    def __init__(self, daclip_model: Union[None, Mapping[str, Any], nn.Module] = None, embed_dim: int = 512,
+                 num_feat: int = 48, topk: int = 1, num_experts: Optional[Sequence[int]] = None,
                  tree: Union[str, Sequence[NodeSpec]] = 'official',
                  expert_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  noisy_topk_gating: bool = True, cv_loss_weight: float = 0.01) -> None:
@@ -353,10 +353,10 @@ class UniRestorer(nn.Module):
         if mask is None:
             return probs
         if mask.dtype != torch.bool or mask.shape[-1] != probs.shape[-1] or mask.dim() > 2 \
-                or (mask.dim() == 2 and mask.shape[0] != probs.shape[0]):
-            raise ValueError(f'UniRestorer: {what} must be a bool tensor of shape ({probs.shape[-1]},) or '
-                             f'({probs.shape[0]}, {probs.shape[-1]}) (True = excluded), got {mask.dtype} '
-                             f'{tuple(mask.shape)}')
+                or (mask.dim() == 2 and mask.shape[0] not in (1, probs.shape[0])):
+            raise ValueError(f'UniRestorer: {what} must be a bool tensor of shape ({probs.shape[-1]},), '
+                             f'(1, {probs.shape[-1]}) or ({probs.shape[0]}, {probs.shape[-1]}) (True = excluded), '
+                             f'got {mask.dtype} {tuple(mask.shape)}')
         if bool(mask.all(dim=-1).any()):
             raise ValueError(f'UniRestorer: {what} excludes every choice for some sample; keep at least one')
         return probs.masked_fill(mask.to(probs.device), 0)

@@ -14,6 +14,7 @@ Options (the ``val:`` / ``test:`` sections; other keys of those sections are ign
     grids: {crop_size: 256, batch: 1}   # or grids: true with crop_size: 256 beside it (HINet files)
     self_ensemble: true
     tlc: {train_size: [1, 3, 256, 256], base_size: null, fast_imp: false, extra: false}
+    instruction: Derain        # instruction mode of routed networks (UniRestorer): a tree node name
 
 ``tile`` and ``grids`` exclude each other. The TLC copy shares the network's parameter tensors, so a
 pipeline built once follows further training (validation during training needs no rebuild).
@@ -43,7 +44,7 @@ from basicsr.inference.tlc import make_settings, to_local
 __all__ = ['InferencePipeline', 'build_inference', 'INFERENCE_OPTION_KEYS']
 
 INFERENCE_OPTION_KEYS = ('pad_multiple', 'window_size', 'center_crop_multiple', 'tile', 'grids', 'crop_size',
-                         'self_ensemble', 'tlc', 'task_classifier')
+                         'self_ensemble', 'tlc', 'task_classifier', 'instruction')
 _TILE_KEYS = ('size', 'overlap', 'batch', 'blend')
 _GRID_KEYS = ('crop_size', 'batch')
 _TLC_KEYS = ('train_size', 'base_size', 'fast_imp', 'extra')
@@ -80,16 +81,20 @@ class InferencePipeline:
         center_crop_multiple: crop the input centrally to this multiple first (evaluation protocol).
         task_classifier: predicts ``task`` from the whole input when a call does not give it (MiOIR
             explicit prompts on unlabelled data, see :mod:`basicsr.inference.task_classifier`).
+        instruction: restrict a routed network to one task (its ``instruction_masks(name)``: UniRestorer
+            keeps the leaves under the tree node of that name); a call's own masks win.
         where: option-section name used in error messages (``'test'``, ``'val'``).
     """
 
     def __init__(self, net: nn.Module, pad_multiple: Any = 'auto', tile: Optional[Dict[str, Any]] = None,
                  grids: Optional[Dict[str, Any]] = None, self_ensemble: bool = False,
                  tlc: Optional[Dict[str, Any]] = None, center_crop_multiple: Optional[int] = None,
-                 task_classifier: Optional[TaskClassifier] = None, where: str = 'test') -> None:
+                 task_classifier: Optional[TaskClassifier] = None, instruction: Optional[str] = None,
+                 where: str = 'test') -> None:
         self.where = where
         self.task_classifier = task_classifier
         base = unwrap(net)
+        self.instruction = self._instruction_masks(base, instruction) if instruction is not None else {}
         net_multiple = infer_size_multiple(base)
         if pad_multiple == 'auto':
             pad_multiple = net_multiple
@@ -113,6 +118,18 @@ class InferencePipeline:
         self._images = 1  # images in the current call (pieces of them are batched tile-major)
 
     # ------------------------------------------------------------------ option checks
+    def _instruction_masks(self, net: nn.Module, task: Any) -> Dict[str, Tensor]:
+        where = f'{self.where}.instruction'
+        if not hasattr(net, 'instruction_masks'):
+            raise InferenceOptionError(f'{where}: {type(net).__name__} has no instruction mode (routed networks '
+                                       f'such as UniRestorer have one)')
+        if not isinstance(task, str):
+            raise InferenceOptionError(f'{where} must be a task name (a tree node name), got {task!r}')
+        try:
+            return net.instruction_masks(task)
+        except ValueError as exc:
+            raise InferenceOptionError(f'{where}: {exc}') from None
+
     def _tile_options(self, tile: Dict[str, Any], multiple: int) -> Dict[str, Any]:
         where = f'{self.where}.tile'
         if not isinstance(tile, dict) or 'size' not in tile:
@@ -208,6 +225,7 @@ class InferencePipeline:
         size = tuple(lq.shape[-2:])
         self._images = lq.shape[0]
         with torch.no_grad():
+            conditions = {**self.instruction, **conditions}
             self._conditions = {**whole_image_inputs(self.net, lq, conditions), **conditions}
             x = pad_to_multiple(lq, self.pad_multiple, 'inference padding')[0] if self.pad_multiple else lq
             if self.tile is not None:
@@ -228,6 +246,8 @@ class InferencePipeline:
                 parts.append(f'{name}={getattr(self, name)}')
         if self.self_ensemble:
             parts.append('self_ensemble=x8')
+        if self.instruction:
+            parts.append('instruction')
         return f'InferencePipeline({type(unwrap(self.net)).__name__}; {", ".join(parts)})'
 
 
@@ -260,4 +280,4 @@ def build_inference(net: nn.Module, opt: Optional[Dict[str, Any]] = None, where:
     return InferencePipeline(net, pad_multiple=pad, tile=opt.get('tile'), grids=grids,
                              self_ensemble=bool(opt.get('self_ensemble', False)), tlc=opt.get('tlc'),
                              center_crop_multiple=opt.get('center_crop_multiple'), task_classifier=classifier,
-                             where=where)
+                             instruction=opt.get('instruction'), where=where)

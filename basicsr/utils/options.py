@@ -138,6 +138,7 @@ INFERENCE_KEYS = {
     'tlc': Key((dict, type(None)), open_children=True, children={}, doc='{train_size, base_size, fast_imp}'),
     'task_classifier': Key((dict, type(None)), open_children=True, children={},
                            doc='{network, weights, param_key}: predicts the task of explicit-prompt networks'),
+    'instruction': Key((str, type(None)), doc='instruction mode of routed networks (UniRestorer): a tree node name'),
 }
 
 DATASET_KEYS = {
