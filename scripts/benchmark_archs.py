@@ -14,7 +14,6 @@ and ``--compile`` add columns for those variants (forward time) so their benefit
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicsr.archs import build_network, list_networks  # noqa: E402
 from basicsr.archs.outputs import main_output  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.model_stats import count_parameters, example_input, format_count, peak_memory  # noqa: E402
 from basicsr.utils.serialization import load_torch_file  # noqa: E402
 
@@ -115,7 +115,7 @@ def _ms(value: Any) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--types', help='regular expression on registered type names (default: all)')
     parser.add_argument('--size', nargs=2, type=int, default=[128, 128], metavar=('H', 'W'))
     parser.add_argument('--batch', type=int, default=1)
@@ -154,4 +154,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -10,7 +10,7 @@ Targets (issue 6): fit <= 2 s on the deraining reference set (10 x 384x512, M = 
 <= 20x plain averaging. The official code takes 18-24 s to fit and 1.2-1.5 s to apply per 384x512
 image on the same 2-core machine (shared/reference/ensir.md section 12).
 """
-import argparse
+import sys
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch
 from basicsr.ensemble import build_ensembler
 from basicsr.ensemble.ensir import EnsIR
 from basicsr.ensemble.folders import load_reference_set
+from basicsr.utils.cli import ArgumentParser, run_cli
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'ensir_reference'
 MODELS = {'deraining': ['MPRNet', 'MAXIM', 'Restormer'], 'deblurring': ['MPRNet', 'Restormer', 'DGUNet']}
@@ -42,7 +43,7 @@ def timed(fn: Callable[[], object], repeats: int) -> List[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--set', choices=sorted(MODELS), default='deraining')
     parser.add_argument('--data', default=str(SHARED), help='root of the EnsIR reference data')
     parser.add_argument('--bin-width', type=int, default=32)
@@ -84,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

@@ -36,6 +36,7 @@ from basicsr.archs import build_network  # noqa: E402
 from basicsr.inference.pipeline import build_inference  # noqa: E402
 from basicsr.inference.tlc import to_local  # noqa: E402
 from basicsr.utils.serialization import load_torch_file  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from eval_inference_modes import PeakRSS  # noqa: E402  (this script's folder)
 
 CBSD68 = ROOT.parent / 'shared' / 'data' / 'CBSD68'
@@ -125,7 +126,7 @@ def table(rows: List[List[str]], header: List[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--width', type=int, default=16)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=3)
@@ -185,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

@@ -9,7 +9,6 @@ measures how many training samples per second the data pipeline delivers on its 
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import torch  # noqa: E402
 
 from basicsr.archs import build_network  # noqa: E402
 from basicsr.losses import build_loss  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.options import parse_options  # noqa: E402
 
 DEFAULT_OPT = ROOT / 'options' / 'train' / 'NAFNet_w16_denoise_color_sigma25.yml'
@@ -85,7 +85,7 @@ def bench_loader(opt: dict, batches: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--opt', type=Path, default=DEFAULT_OPT)
     parser.add_argument('--iters', type=int, default=40)
     parser.add_argument('--warmup', type=int, default=5)
@@ -115,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

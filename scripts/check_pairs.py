@@ -8,7 +8,6 @@ every pair is decoded, so corrupt or truncated files are reported too.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicsr.data.data_util import pair_names, preview, scan_images, unpaired_message  # noqa: E402
 from basicsr.data.transforms import gt_fits_lq  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.img_util import ImageReadError, read_image  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def check_pairs(gt_dir: Path, lq_dir: Path, scale: int = 1, tmpl: str = '{}') ->
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('gt_dir', type=Path, help='folder of ground-truth images')
     parser.add_argument('lq_dir', type=Path, help='folder of degraded images')
     parser.add_argument('--scale', type=int, default=1, help='GT size / LQ size (default 1)')
@@ -67,4 +67,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -8,7 +8,6 @@ per image. The map size starts from the data size and grows when LMDB reports it
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -18,6 +17,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicsr.data.data_util import scan_images, stem  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.img_util import ImageReadError, read_image  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def create_lmdb(input_dir: Path, output: Path, compress_level: int = 1, batch: i
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--input', required=True, type=Path, help='folder of images (searched recursively)')
     parser.add_argument('--output', required=True, type=Path, help='LMDB folder to create, e.g. x.lmdb')
     parser.add_argument('--compress-level', type=int, default=1, choices=range(10),
@@ -89,4 +89,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cli(main))

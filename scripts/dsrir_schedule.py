@@ -11,7 +11,6 @@ floor(iters_i / (N / batch_i)) epochs) unless ``--epoch-changes`` gives them. Th
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicsr.engine.epoch_schedulers import (DSRIR_BATCH_SIZES, DSRIR_PATCH_SIZES, DSRIR_STAGE_ITERS,  # noqa: E402
                                              dsrir_epoch_changes, epoch_stage_plan)
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--num-images', type=int, required=True, help='training samples per epoch')
     parser.add_argument('--gpus', type=int, default=1, help='processes (the batch sizes are global)')
     parser.add_argument('--stage-iters', type=int, nargs='+', default=list(DSRIR_STAGE_ITERS))
@@ -46,4 +46,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

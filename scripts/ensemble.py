@@ -25,6 +25,7 @@ from basicsr.ensemble import build_ensembler
 from basicsr.ensemble.ensir import EMPTY_BIN_RULES, EnsIR
 from basicsr.ensemble.folders import list_names, load_reference_set, read_image_255, find_image, read_predictions
 from basicsr.ensemble.report import ENSIR_PROTOCOLS, metric_table, rows_from_scores, score, write_csv
+from basicsr.utils.cli import ArgumentParser, run_cli
 from basicsr.utils.img_util import write_image
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'ensir_reference'
@@ -125,9 +126,7 @@ def report(per_image: Dict, profile: str, csv_path: Path) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split('\n\n', 1)[1])
+    parser = ArgumentParser(description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1])
     sub = parser.add_subparsers(dest='command', required=True)
 
     p = sub.add_parser('fit', help='estimate an EnsIR table on a reference set')
@@ -162,4 +161,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

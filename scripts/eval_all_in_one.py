@@ -12,7 +12,6 @@ crop and profile, so the table shows what the model adds. The last row averages 
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from basicsr.engine.evaluator import settings_for_dataset  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.options import parse_options_or_exit  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def format_table(rows: List[Dict[str, Any]], metrics: List[str]) -> str:
 
 
 def main(argv=None) -> List[Dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('-opt', '--opt', required=True, help='test option YAML file')
     parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE', help='override options')
     args = parser.parse_args(argv)
@@ -104,4 +104,4 @@ def main(argv=None) -> List[Dict[str, Any]]:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

@@ -34,6 +34,7 @@ from basicsr.archs.pretrained import load_pretrained  # noqa: E402
 from basicsr.data import build_dataset  # noqa: E402
 from basicsr.engine.evaluator import evaluate  # noqa: E402
 from basicsr.inference.pipeline import build_inference  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.options import load_with_bases  # noqa: E402
 
 MODES = ('plain', 'tlc', 'tlc_fast', 'grids', 'tiled')
@@ -116,7 +117,7 @@ def markdown(rows: List[Dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--opt', required=True, help='option file with network_g (and datasets.train.gt_size)')
     parser.add_argument('--weights', required=True, help='checkpoint to evaluate')
     parser.add_argument('--data', default=str(ROOT.parent / 'shared' / 'data' / 'CBSD68'), help='clean images')
@@ -177,4 +178,4 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

@@ -12,7 +12,6 @@ measures memory only with ``--memory`` (it runs every network for real).
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicsr.archs import list_networks  # noqa: E402
 from basicsr.archs.network_spec import manifest_network_opt, network_opt  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.model_stats import format_count, model_stats  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def manifest_table(folder: Path, size: List[int], memory: bool, pattern: Optiona
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--type', help='registered network type')
     parser.add_argument('--kwargs', help='network kwargs as a JSON object')
     parser.add_argument('--opt', help='option file whose network_g describes the network')
@@ -92,4 +92,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -21,13 +21,17 @@ train. Running the script twice gives identical files.
 """
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import List
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
+
 DEFAULT_SHARED = ROOT.parent / 'shared' / 'data'
 RAIN_HOLDOUT_EVERY = 5
 DENOISE_TEST_COUNT = 8
@@ -105,7 +109,7 @@ def prepare(shared: Path, out: Path) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--shared', type=Path, default=DEFAULT_SHARED, help='shared benchmark data folder')
     parser.add_argument('--out', type=Path, default=ROOT / 'datasets' / 'allinone_small', help='output folder')
     args = parser.parse_args(argv)
@@ -114,4 +118,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

@@ -13,7 +13,6 @@ Running it twice gives identical files.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import zlib
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from basicsr.data.data_util import scan_images, stem  # noqa: E402
 from basicsr.data.degradations import GaussianNoise  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.img_util import read_image, write_image  # noqa: E402
 
 TRAIN_SETS = (('kodak24', 'Kodak24'), ('mcmaster', 'McMaster'), ('set14', 'Set14/HR'))
@@ -89,7 +89,7 @@ def prepare_samples(shared: Path, out: Path) -> List[Path]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--shared', type=Path, default=ROOT.parent / 'shared' / 'data',
                         help='folder holding Kodak24/, McMaster/, Set14/, CBSD68/ (default: ../shared/data)')
     parser.add_argument('--out', type=Path, default=ROOT / 'datasets', help='datasets folder (default: datasets/)')
@@ -108,4 +108,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -21,7 +21,6 @@ ships here.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basicsr.archs.prompt_blocks import MIOIR_TASKS  # noqa: E402
 from basicsr.data.mioir_degradations import mioir_degradation  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.img_util import read_image, write_image  # noqa: E402
 from basicsr.utils.registry import DEGRADATION_REGISTRY  # noqa: E402
 
@@ -94,7 +94,7 @@ def prepare(gt_dir: Path, out: Path, tasks: Sequence[str], split: str = 'train',
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--gt', type=Path, required=True, help='folder of clean (high-quality) images')
     parser.add_argument('--out', type=Path, required=True, help='output root')
     parser.add_argument('--tasks', nargs='+', default=[t for t in MIOIR_TASKS if t != 'haze'], choices=MIOIR_TASKS,
@@ -116,4 +116,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cli(main))

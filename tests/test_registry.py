@@ -93,3 +93,12 @@ def test_build_network_for_a_real_type_and_list_networks():
     net = build_network({'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1], 'middle_blk_num': 1,
                          'dec_blk_nums': [1]})
     assert sum(p.numel() for p in net.parameters()) > 0
+
+
+def test_module_that_does_not_parse_is_named_with_its_error(fake_pkg, tmp_path):
+    """A type defined in a module with a syntax error is not 'just unregistered': the error names the module."""
+    (tmp_path / 'fakepkg_reg' / 'typo_arch.py').write_text('class TypoNet(:\n    pass\n')
+    from fakepkg_reg.reg import REG
+    with pytest.raises(RegistryError) as info:
+        REG.get('TypoNet')
+    assert 'fakepkg_reg.typo_arch' in str(info.value) and 'SyntaxError' in str(info.value)

@@ -87,7 +87,8 @@ def check_num_models(expected: Optional[int], given: int, where: str) -> None:
     """Raise ValueError when the model count differs from the one the ensembler was fitted/loaded with."""
     if expected is not None and expected != given:
         raise ValueError(f'model count mismatch: {where} has M = {expected} models, got predictions of '
-                         f'M = {given} models')
+                         f'M = {given} models; give the {expected} models it was fitted for (same order) or fit '
+                         f'it on these {given}')
 
 
 class Ensembler(ABC):
@@ -96,6 +97,12 @@ class Ensembler(ABC):
     Subclasses implement :meth:`_combine`, which receives one image's predictions flattened to
     (M, 3, n) for a chunk of n pixels plus whatever :meth:`_prepare` computed from the whole image.
     """
+
+    source: Optional[str] = None  # the file the ensembler was loaded from (named in errors)
+
+    def describe(self) -> str:
+        """The ensembler's name and, when loaded from a file, the file (for error messages)."""
+        return type(self).__name__ + (f' table {self.source}' if self.source else '')
 
     def __init__(self, chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
                  cpu_threads: Optional[int] = DEFAULT_CPU_THREADS) -> None:
@@ -117,7 +124,7 @@ class Ensembler(ABC):
         """Combine predictions (M, 3, H, W) -> (3, H, W), or (B, M, 3, H, W) -> (B, 3, H, W); [0, 255] scale."""
         with cpu_threads(self.cpu_threads, device_of(preds)):  # the input checks reduce over the input too
             x, single = as_stack(preds)
-            check_num_models(self.num_models, x.shape[1], type(self).__name__)
+            check_num_models(self.num_models, x.shape[1], self.describe())
             return self._apply_stack(x, single)
 
     def _apply_stack(self, x: Tensor, single: bool) -> Tensor:

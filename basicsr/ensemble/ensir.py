@@ -242,6 +242,7 @@ class EnsIR(Ensembler):
         stored['bin_width'] = b
         ens = cls(**stored)
         ens._set_table(table)
+        ens.source = str(path)
         return ens
 
     # ------------------------------------------------------------------ application
@@ -255,7 +256,7 @@ class EnsIR(Ensembler):
         return super().apply(preds)
 
     def _combine(self, x: Tensor, ctx: Any) -> Tensor:
-        check_num_models(self.num_models, x.shape[0], 'the EnsIR table')
+        check_num_models(self.num_models, x.shape[0], self.describe())
         table = self._table_on(x.device).to(x.dtype)
         ws = self._workspace
         bins = joint_bin_index(x, self.bin_width, workspace=ws)  # (3, n)

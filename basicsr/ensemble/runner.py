@@ -61,7 +61,7 @@ def build_ensemble_from_opt(opt: Mapping[str, Any], num_models: Optional[int] = 
     kwargs = {k: v for k, v in opt.items() if k not in RUNNER_KEYS}
     ensembler = fit_or_load(name, kwargs, table=opt.get('table'), fit=opt.get('fit'), progress=progress)
     if num_models is not None:
-        check_num_models(ensembler.num_models, num_models, f'ensemble ({name})')
+        check_num_models(ensembler.num_models, num_models, f'ensemble ({ensembler.describe()})')
         ensembler.num_models = num_models
     return ensembler
 

@@ -172,8 +172,11 @@ class ImageRestorationModel:
                     out, losses = self.compute_losses()
                 loss = sum(losses.values()) / n
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f'iteration {current_iter}: loss is {float(loss)} '
-                                             f'({ {k: float(v) for k, v in losses.items()} })')
+                    raise FloatingPointError(
+                        f'iteration {current_iter}: loss is {float(loss.detach())} '
+                        f'({ {k: float(v.detach()) for k, v in losses.items()} }); training stopped, the last '
+                        'checkpoint is kept: lower train.optim_g.lr or set train.use_grad_clip: true, then rerun '
+                        'the same command to resume')
                 self.scaler.scale(loss).backward()
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + v.detach() / n

@@ -24,7 +24,20 @@ class OptionError(ValueError):
 
 # ---------------------------------------------------------------------------------------------- YAML
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` / ``5e3`` as floats (YAML 1.1 wants ``1.0e-3``)."""
+    """SafeLoader that also reads ``1e-3`` / ``5e3`` as floats (YAML 1.1 wants ``1.0e-3``) and refuses a key
+    given twice in one mapping (plain PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Dict[Any, Any]:
+        first: Dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == 'tag:yaml.org,2002:merge':
+                continue
+            if key_node.value in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key_node.value}' (first given at line {first[key_node.value]})",
+                    key_node.start_mark)
+            first[key_node.value] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -45,12 +58,23 @@ def load_yaml(path: str | Path) -> Dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding='utf-8'), Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise OptionError(f'{path}: not valid YAML: {exc}') from exc
+        raise OptionError(f'{path}: not valid YAML: {yaml_problem(exc)}') from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise OptionError(f'{path}: the top level must be a mapping, got {type(data).__name__}')
     return data
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where (line, column)."""
+    problem = getattr(exc, 'problem', None)
+    mark = getattr(exc, 'problem_mark', None)
+    if problem is None:
+        return ' '.join(str(exc).split())
+    where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
+    context = getattr(exc, 'context', None)
+    return f"{problem}{where}" + (f' ({context})' if context else '')
 
 
 def deep_merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
@@ -91,7 +115,11 @@ def apply_overrides(opt: Dict[str, Any], overrides: Iterable[str], source: str =
         key, sep, raw = item.partition('=')
         if not sep or not key.strip():
             raise OptionError(f"{source}: '{item}' is not of the form dotted.key=value")
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+        try:
+            value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise OptionError(f"{source} {item}: the value is not valid YAML ({yaml_problem(exc)}); quote a "
+                              f"string that contains ':' '[' '{{' or '#', e.g. {key}='\"...\"'") from exc
         node = out
         parts = key.strip().split('.')
         for i, part in enumerate(parts[:-1]):
@@ -231,18 +259,34 @@ def _type_name(types: Any) -> str:
     return types.__name__
 
 
-def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True) -> List[str]:
-    """Check ``opt`` against the schema; raise :class:`OptionError` listing every problem."""
+def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True,
+                     overrides: Sequence[str] = ()) -> List[str]:
+    """Check ``opt`` against the schema and every ``type:`` block against its registry (names, arguments,
+    value types); raise :class:`OptionError` listing every problem. A problem with a key set by one of the
+    ``overrides`` (``--set key=value``) names that override."""
+    from basicsr.utils.option_checks import registry_problems
     errors: List[str] = []
     _check_mapping(opt, SCHEMA, '', source, errors, check_paths)
     errors = _tolerate_plugin_keys(opt, source, errors)
-    _check_registry_blocks(opt, source, errors)
+    errors += registry_problems(opt)
     if isinstance(opt.get('sequential'), dict):
         from basicsr.engine.sequential import sequential_problems
         errors += sequential_problems(opt)
+    errors = [_name_override(err, overrides) for err in errors]
+    if len(errors) == 1:
+        raise OptionError(f'option file {source}: {errors[0]}')
     if errors:
         raise OptionError(f'{len(errors)} problem(s) in option file {source}:\n  - ' + '\n  - '.join(errors))
     return errors
+
+
+def _name_override(error: str, overrides: Sequence[str]) -> str:
+    """Append ``(set by --set key=value)`` to a problem about a key that an override set (or a key below it)."""
+    for item in reversed(list(overrides)):
+        key = item.partition('=')[0].strip()
+        if key and re.search(rf"'{re.escape(key)}[.\[']", error):
+            return f'{error} (set by --set {item})'
+    return error
 
 
 def _tolerate_plugin_keys(opt: Dict[str, Any], source: str, errors: List[str]) -> List[str]:
@@ -269,6 +313,26 @@ def _tolerate_plugin_keys(opt: Dict[str, Any], source: str, errors: List[str]) -
         get_logger().warning(f'{source}: keys unknown to the toolbox, left to the plug-in that reads them:\n  - '
                              + '\n  - '.join(tolerated))
     return kept
+
+
+# data folders that a script of the repository creates: (folder below datasets/, the command to run)
+PREPARE_SCRIPTS = (
+    ('datasets/denoise', 'python scripts/prepare_denoise_data.py'),
+    ('datasets/samples', 'python scripts/prepare_denoise_data.py'),
+    ('datasets/allinone_small', 'python scripts/prepare_allinone_data.py'),
+)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def prepare_hint(path: str) -> str:
+    """'; run <script> to create it' when ``path`` is a data folder made by one of scripts/prepare_*.py."""
+    p = Path(os.path.expanduser(path))
+    candidates = [p.resolve()] if p.is_absolute() else [(Path.cwd() / p).resolve(), (REPO_ROOT / p).resolve()]
+    for folder, command in PREPARE_SCRIPTS:
+        top = (REPO_ROOT / folder).resolve()
+        if any(c == top or top in c.parents for c in candidates):
+            return f'; {command} creates it (run it from {REPO_ROOT})'
+    return ''
 
 
 def _check_mapping(node: Dict[str, Any], schema: Dict[str, Key], prefix: str, source: str,
@@ -305,38 +369,11 @@ def _check_mapping(node: Dict[str, Any], schema: Dict[str, Key], prefix: str, so
         if spec.path and check_paths and value not in (None, 'none', '~'):
             for p in value if isinstance(value, list) else [value]:
                 if isinstance(p, str) and not os.path.exists(os.path.expanduser(p)):
-                    errors.append(f"'{dotted}': path '{p}' does not exist")
+                    errors.append(f"'{dotted}': path '{p}' does not exist{prepare_hint(p)}")
         if spec.children is not None and isinstance(value, dict) and not spec.open_children:
             _check_mapping(value, spec.children, f'{dotted}.', source, errors, check_paths)
         elif spec.children and isinstance(value, dict) and key == 'datasets':
             _check_mapping(value, {}, f'{dotted}.', source, errors, check_paths)
-
-
-def _check_registry_blocks(opt: Dict[str, Any], source: str, errors: List[str]) -> None:
-    """Check that every ``type:`` names a registered class and that its kwargs fit its signature."""
-    from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, RegistryError, check_kwargs
-
-    blocks = []
-    for net_key in ('network_g', 'network_d'):
-        if isinstance(opt.get(net_key), dict):
-            blocks.append((net_key, opt[net_key], ARCH_REGISTRY))
-    for key, value in (opt.get('train') or {}).items():
-        if _LOSS_KEY.match(key) and isinstance(value, dict):
-            blocks.append((f'train.{key}', value, LOSS_REGISTRY))
-    for dotted, block, registry in blocks:
-        if 'type' not in block:
-            errors.append(f"'{dotted}.type' is required")
-            continue
-        try:
-            cls = registry.get(block['type'])
-        except RegistryError as exc:
-            errors.append(f"'{dotted}.type': {exc}")
-            continue
-        kwargs = {k: v for k, v in block.items() if k not in ('type', 'outputs', 'stage_weights', 'clamp')}
-        try:
-            check_kwargs(cls, kwargs, f"'{dotted}' ({block['type']})")
-        except TypeError as exc:
-            errors.append(str(exc))
 
 
 # ---------------------------------------------------------------------------------------------- entry
@@ -363,7 +400,7 @@ def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train:
     opt = _import_plugins(opt, imports, source)
     if debug:
         opt = apply_overrides(opt, debug_overrides(opt), source='--debug')
-    validate_options(opt, source, check_paths=check_paths)
+    validate_options(opt, source, check_paths=check_paths, overrides=overrides)
     opt = _fill_defaults(opt, SCHEMA)
     opt['is_train'] = is_train
     opt['opt_path'] = str(Path(opt_path).resolve())
@@ -499,10 +536,10 @@ def _plain(x: Any) -> Any:
 
 
 def parse_options_or_exit(opt_path: str | Path, overrides: Sequence[str] = (), is_train: bool = True) -> Dict[str, Any]:
-    """:func:`parse_options` for command-line entry points: a bad option file prints the problems and exits 2."""
-    import sys
+    """:func:`parse_options` for command-line entry points: a bad option file is a
+    :class:`~basicsr.utils.cli.UsageError` (exit status 2, one line under :func:`~basicsr.utils.cli.run_cli`)."""
+    from basicsr.utils.cli import UsageError
     try:
         return parse_options(opt_path, overrides, is_train=is_train)
     except (OptionError, FileNotFoundError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        raise SystemExit(2)
+        raise UsageError(str(exc)) from exc

@@ -113,11 +113,25 @@ class Registry:
         if name not in self._obj_map:
             close = difflib.get_close_matches(name, self.keys(), n=5, cutoff=0.4)
             hint = f"; closest: {', '.join(close)}" if close else ''
+            broken = self._unreadable_modules()
+            if broken:
+                hint += f"; these modules could not be read, so their types are unknown: {'; '.join(broken)}"
             raise RegistryError(f"no {self._name} type '{name}' is registered{hint} "
                                 f"(all: {', '.join(sorted(self.keys()))}); a type defined outside basicsr "
                                 "is found once its module is imported: list it under 'imports:' in the "
                                 "option file or pass --import")
         return self._obj_map[name]
+
+    def _unreadable_modules(self) -> List[str]:
+        """'module (the error)' for each scanned module whose source does not parse (its names are unknown)."""
+        out = []
+        for key, mod_name in self._scan().items():
+            if key.startswith('<unparsable:'):
+                try:
+                    importlib.import_module(mod_name)
+                except Exception as exc:  # noqa: BLE001 - reported as the cause
+                    out.append(f'{mod_name} ({type(exc).__name__}: {exc})')
+        return out
 
     def keys(self) -> List[str]:
         """All names known, registered or discoverable, without importing anything."""
