@@ -11,11 +11,10 @@ before anything is written, so a converted file always loads into that configura
 follows the ``dst`` suffix: ``.safetensors`` (tensors only, the network spec as JSON in the metadata key
 ``basicsr.network``) or a torch file. ``--key`` picks the state dict (default ``auto``: params_ema > params >
 state_dict > model > net ...). A source that pickles objects other than tensors and containers is refused
-unless ``--trust-pickle``. Exit status 1 with the mismatching keys on failure.
+unless ``--trust-pickle``. Exit status 2 with the mismatching keys on failure.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from basicsr.archs import build_network  # noqa: E402
 from basicsr.archs.network_spec import network_opt  # noqa: E402
 from basicsr.archs.pretrained import load_pretrained  # noqa: E402
 from basicsr.engine.checkpoint import atomic_torch_save  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, debug_requested, report, run_cli  # noqa: E402
 from basicsr.utils.serialization import NETWORK_KEY, is_safetensors, read_safetensors, write_weights  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def convert(src: str, dst: str, spec: Dict[str, Any], key: Optional[str] = 'auto
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='checkpoint file (any official layout, or .safetensors)')
     parser.add_argument('dst', help="output file: NAME.safetensors, or a torch file ({'params': state_dict})")
     parser.add_argument('--type', help='registered network type, e.g. SwinIR')
@@ -72,12 +72,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         stored = None if (args.type or args.kwargs or args.opt) else spec_in_metadata(args.src)
         spec = stored or network_opt(args.type, args.kwargs, args.opt)
         _, layout = convert(args.src, args.dst, spec, args.key or None, trust_pickle=args.trust_pickle)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:  # a wrong file or network: status 2
+        return report(exc, debug_requested(argv))
     print(f"wrote {args.dst}: {layout} for {spec['type']}")
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cli(main))
