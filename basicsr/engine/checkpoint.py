@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from basicsr.utils.logger import get_logger
-from basicsr.utils.serialization import NETWORK_KEY, UnreadableFileError, load_torch_file, write_weights
+from basicsr.utils.serialization import (NETWORK_KEY, UnreadableFileError, atomic_write_bytes, load_torch_file,
+                                         write_weights)
 
 CKPT_PATTERN = re.compile(r'^ckpt_(\d+)\.pth$')
 
@@ -29,21 +30,12 @@ CKPT_PATTERN = re.compile(r'^ckpt_(\d+)\.pth$')
 def atomic_torch_save(obj: Any, path: str | Path) -> str:
     """``torch.save`` to ``path`` atomically (temp file + fsync + rename); returns the SHA-256."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(obj, buf)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    with open(tmp, 'wb') as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    sha = path.with_name(path.name + '.sha256')
-    tmp_sha = sha.with_name(f'.{sha.name}.tmp{os.getpid()}')
-    tmp_sha.write_text(digest + '\n')
-    os.replace(tmp_sha, sha)
+    atomic_write_bytes(data, path)  # an OSError names the file
+    atomic_write_bytes((digest + '\n').encode(), path.with_name(path.name + '.sha256'))
     _fsync_dir(path.parent)
     return digest
 
