@@ -113,5 +113,4 @@ def test_pipeline(root_path: str) -> dict:
 
 
 if __name__ == '__main__':
-    from basicsr.utils.cli import run_cli
-    sys.exit(run_cli(main))
+    main()

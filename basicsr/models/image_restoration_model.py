@@ -268,8 +268,6 @@ class ImageRestorationModel:
         self.ema_steps = int(state.get('ema_steps', 0))
 
 
-def _beta_sample(gen: torch.Generator, beta: float) -> float:
-    """Beta(beta, beta) sample as a ratio of two seeded Gamma draws (reproducible on resume)."""
 @torch.no_grad()
 def ema_step(ema_net: nn.Module, net: nn.Module, decay: float) -> None:
     """``ema = decay * ema + (1 - decay) * net`` for every parameter (one fused pass); buffers (e.g. norm
@@ -284,6 +282,8 @@ def ema_step(ema_net: nn.Module, net: nn.Module, decay: float) -> None:
         ema_bufs[name].copy_(b)
 
 
+def _beta_sample(gen: torch.Generator, beta: float) -> float:
+    """Beta(beta, beta) sample as a ratio of two seeded Gamma draws (reproducible on resume)."""
     g1 = _gamma(gen, beta)
     g2 = _gamma(gen, beta)
     return g1 / (g1 + g2)
