@@ -9,7 +9,6 @@ detected from the environment), ``--auto_resume`` (resuming is on by default her
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -58,7 +57,8 @@ def force_yml_to_set(entries: Sequence[str]) -> List[str]:
 
 
 def load_options(args: argparse.Namespace, is_train: bool, root: Optional[str | Path] = None) -> Dict[str, Any]:
-    """Parse the option file named by ``args`` with every override; exits with status 2 on a bad option file."""
+    """Parse the option file named by ``args`` with every override; a bad option file is a
+    :class:`~basicsr.utils.cli.UsageError` (one line, exit status 2)."""
     overrides = list(args.set) + force_yml_to_set(args.force_yml)
     if is_train and getattr(args, 'no_resume', False):
         overrides.append('path.auto_resume=false')
@@ -68,8 +68,8 @@ def load_options(args: argparse.Namespace, is_train: bool, root: Optional[str | 
         return parse_options(args.opt, overrides, is_train=is_train, root=root, imports=args.imports,
                              debug=args.debug)
     except (OptionError, FileNotFoundError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        raise SystemExit(2)
+        from basicsr.utils.cli import UsageError
+        raise UsageError(str(exc)) from exc
 
 
 def add_dist_keys(opt: Dict[str, Any]) -> Dict[str, Any]:
