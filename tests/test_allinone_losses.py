@@ -1,11 +1,13 @@
 """Multi-output losses through the loss-term blocks: MPRNet's stage sums, DSRIR's total loss, PoCL, bad options."""
+import math
+
 import pytest
 import torch
 
 from basicsr.archs.outputs import NamedOutputs
 from basicsr.losses import perceptual_loss
 from basicsr.losses.frequency_loss import EdgeLoss
-from basicsr.losses.pixel_loss import CharbonnierLoss, PSNRLoss, UncertaintyLoss
+from basicsr.losses.pixel_loss import CharbonnierLoss
 from basicsr.losses.vgg import VGG19Features
 from basicsr.models.loss_terms import LossTerm, build_loss_terms
 
@@ -29,17 +31,32 @@ def test_mprnet_charbonnier_plus_edge_is_two_blocks_summed_over_stages():
     assert float(total) == pytest.approx(float(expected), rel=1e-6)
 
 
-def test_dsrir_uncertainty_and_psnr_blocks_reproduce_the_official_total():
+def _official_ul(target: torch.Tensor, restored: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """DSRIR losses/loss.py UncertaintyLoss, written out: mean |restored e^-v - target e^-v| + 2 mean(v)."""
+    s = torch.exp(-log_var)
+    return (restored * s - target * s).abs().mean() + 2 * log_var.mean()
+
+
+def _official_psnr(target: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+    """DSRIR losses/loss.py PSNRLoss, written out: (10 / ln 10) * batch mean of ln(MSE per image + 1e-8)."""
+    mse = ((restored - target) ** 2).mean(dim=(1, 2, 3))
+    return 10 / math.log(10) * torch.log(mse + 1e-8).mean()
+
+
+def test_dsrir_recipe_loss_blocks_reproduce_the_official_total():
+    """DSRIR train.py: loss_ul = (UL(s3) + UL(s2) + UL(s1)) / 3, loss_psnr = PSNR(s3) + 0.5 * (PSNR(s2) + PSNR(s1)) / 2,
+    with restored = (s3, s2, s1), computed here from the official definitions, not from this project's losses."""
+    from pathlib import Path
+
+    from basicsr.utils.options import parse_options
+    root = Path(__file__).resolve().parents[1]
+    train = parse_options(root / 'options' / 'train' / 'AllInOne' / 'DSRIR_allinone.yml', check_paths=False,
+                          root=root)['train']
     out, gt, _ = _stages(var=True)
-    terms = build_loss_terms({
-        'uncertainty_opt': {'type': 'UncertaintyLoss', 'stage_weights': [1 / 3] * 3,
-                            'outputs': [{'pred': f'stage:{s}', 'log_var': f'var:{s}'} for s in (3, 2, 1)]},
-        'psnr_opt': {'type': 'PSNRLoss', 'outputs': ['stage:3', 'stage:2', 'stage:1'], 'stage_weights': [1, .25, .25]},
-    })
-    ul, psnr = UncertaintyLoss(), PSNRLoss()
-    official_ul = (ul(out['stage:3'], gt, log_var=out['var:3']) + ul(out['stage:2'], gt, log_var=out['var:2'])
-                   + ul(out['stage:1'], gt, log_var=out['var:1'])) / 3
-    official_psnr = psnr(out['stage:3'], gt) + 0.5 * (psnr(out['stage:2'], gt) + psnr(out['stage:1'], gt)) / 2
+    terms = build_loss_terms({k: train[k] for k in ('uncertainty_opt', 'psnr_opt')})
+    official_ul = sum(_official_ul(gt, out[f'stage:{s}'], out[f'var:{s}']) for s in (3, 2, 1)) / 3
+    official_psnr = _official_psnr(gt, out['stage:3']) + 0.5 * (_official_psnr(gt, out['stage:2'])
+                                                               + _official_psnr(gt, out['stage:1'])) / 2
     assert float(terms['uncertainty_opt'](out, gt)) == pytest.approx(float(official_ul), rel=1e-6)
     assert float(terms['psnr_opt'](out, gt)) == pytest.approx(float(official_psnr), rel=1e-6)
 

@@ -28,21 +28,54 @@ def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path):
         assert got[it] == pytest.approx(ref[it], abs=1e-6)
 
 
-def test_bf16_autocast_trains_with_finite_losses(tmp_path):
-    opt = tiny_options(tmp_path, name='bf16', total_iter=2, extra={'train.amp': 'bf16'})
-    trainer = run(opt)
+def test_bf16_autocast_matches_fp32_within_bf16_rounding(tmp_path):
+    """Same data, same initial weights: the bf16-autocast losses stay within 0.5 % of the fp32 ones and are not
+    bit-identical (autocast really ran). bf16 keeps 8 significant bits (relative rounding up to 2^-9 = 0.2 % per
+    value); the L1 loss averages the rounding errors of the tiny NAFNet's outputs and the second iteration adds
+    one AdamW step taken from bf16 gradients (measured here: 0.025 % and 0.08 %)."""
+    fp32 = tiny_options(tmp_path / 'a', name='fp32', total_iter=2, extra={'train.ema_decay': 0})
+    run(fp32)
+    bf16 = tiny_options(tmp_path / 'b', name='bf16', total_iter=2, extra={'train.amp': 'bf16', 'train.ema_decay': 0})
+    trainer = run(bf16)
     assert trainer.model.amp_dtype is torch.bfloat16
-    assert all(torch.isfinite(torch.tensor(v)) for v in read_losses(tmp_path / 'experiments' / 'bf16').values())
+    ref = read_losses(tmp_path / 'a' / 'experiments' / 'fp32')
+    got = read_losses(tmp_path / 'b' / 'experiments' / 'bf16')
+    assert sorted(got) == sorted(ref) == [1, 2]
+    for it in ref:
+        assert got[it] == pytest.approx(ref[it], rel=5e-3), it
+    assert got[1] != ref[1]
 
 
-def test_ema_is_a_moving_average_and_saved(tmp_path):
-    opt = tiny_options(tmp_path, name='ema', total_iter=2, extra={'train.ema_decay': 0.5})
-    trainer = run(opt)
-    state = trainer.model.network_state()
-    assert set(state) == {'params', 'params_ema'}
-    diffs = [float((state['params'][k] - state['params_ema'][k]).abs().max()) for k in state['params']
-             if state['params'][k].is_floating_point()]
-    assert max(diffs) > 0  # the EMA lags behind the trained weights
+def _ema_run(root, total_iter, warmup):
+    """Train ``total_iter`` iterations one at a time (a resume after each, checkpoint every iteration) and
+    return the initial weights and, after each iteration, (params, params_ema)."""
+    from basicsr.engine.trainer import Trainer
+    opt = tiny_options(root, name='ema', total_iter=total_iter, ckpt_freq=1,
+                       extra={'train.ema_decay': 0.9, 'train.ema_warmup': warmup})
+    states = []
+    first = Trainer(parse_options(opt, ['train.total_iter=1'], is_train=True))
+    initial = {k: v.clone() for k, v in first.model.network_state()['params'].items()}
+    for it in range(1, total_iter + 1):
+        trainer = first if it == 1 else Trainer(parse_options(opt, [f'train.total_iter={it}'], is_train=True))
+        trainer.train()
+        state = trainer.model.network_state()
+        states.append((state['params'], state['params_ema']))
+    return initial, states
+
+
+@pytest.mark.parametrize('warmup', [False, True])
+def test_ema_follows_its_formula(tmp_path, warmup):
+    """After iteration n: ema_n = d_n * ema_(n-1) + (1 - d_n) * params_n, ema_0 = the initial weights, with
+    d_n = 0.9 (train.ema_decay), or min(0.9, (1 + n) / (10 + n)) with train.ema_warmup (2/11, 3/12, 4/13)."""
+    initial, states = _ema_run(tmp_path, 3, warmup)
+    prev = initial
+    for n, (params, ema) in enumerate(states, start=1):
+        d = min(0.9, (1 + n) / (10 + n)) if warmup else 0.9
+        for k, p in params.items():
+            if p.is_floating_point():
+                torch.testing.assert_close(ema[k], d * prev[k] + (1 - d) * p, rtol=1e-5, atol=1e-7, msg=k)
+        assert any(not torch.equal(ema[k], params[k]) for k in params)  # the average lags the weights
+        prev = ema
 
 
 def test_progressive_hook_switches_patch_and_batch_at_boundaries():
@@ -103,13 +136,3 @@ def test_evaluator_saves_stage_and_variance_maps(tmp_path):
     assert res['images'][0]['psnr'] > 0
     saved = sorted(p.name for p in (tmp_path / 'extra').glob('*.png'))
     assert saved == ['img_stage1.png', 'img_stage2.png']
-
-
-def test_ema_warmup_tracks_the_trained_weights_early(tmp_path):
-    def gap(warmup):
-        opt = tiny_options(tmp_path / str(warmup), name='w', total_iter=3,
-                           extra={'train.ema_decay': 0.999, 'train.ema_warmup': warmup})
-        state = run(opt).model.network_state()
-        return max(float((state['params'][k] - state['params_ema'][k]).abs().max()) for k in state['params']
-                   if state['params'][k].is_floating_point())
-    assert gap(True) < 0.5 * gap(False)

@@ -46,11 +46,16 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
     deadline = time.time() + 240
     while not (states / 'ckpt_00000002.pth.sha256').exists() and time.time() < deadline:
         time.sleep(0.005)
+    assert (states / 'ckpt_00000002.pth.sha256').exists(), 'no checkpoint at iteration 2 within 240 s'
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the kill must land mid-run, or resuming would check nothing
+    assert proc.returncode == -signal.SIGKILL, f'the run exited by itself (status {proc.returncode}) before the kill'
+    saved = sorted(int(p.name[5:13]) for p in states.glob('ckpt_*.pth'))
+    assert saved and max(saved) < 8, f'the run reached total_iter 8 before the kill (checkpoints {saved})'
     resumed = run_script([PYTHON, 'basicsr/train.py', '-opt', str(opt)], cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert 'resumed from' in resumed.stderr
+    assert f'resumed from {states}' in resumed.stderr
     got = read_losses(tmp_path / 'b' / 'experiments' / 'killed')
     assert got == ref
 
