@@ -113,4 +113,5 @@ def test_pipeline(root_path: str) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    from basicsr.utils.cli import run_cli
+    sys.exit(run_cli(main))

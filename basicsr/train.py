@@ -27,6 +27,8 @@ def main(argv=None, root=None) -> dict:
     """Train from the command line ``argv``; run folders under ``root`` (default: the working directory)."""
     args = parse_args(argv)
     opt = load_options(args, is_train=True, root=root)
+    if args.check_only:
+        return {}
     if root is not None:  # BasicSR's layout: <root>/tb_logger/<name> beside <root>/experiments/<name>
         opt['root_path'] = str(root)
         opt['path']['tb_logger'] = str(Path(root) / 'tb_logger' / opt['name'])
@@ -53,4 +55,5 @@ def train_pipeline(root_path: str) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    from basicsr.utils.cli import run_cli
+    sys.exit(run_cli(main))

@@ -12,13 +12,14 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from basicsr.utils.cli import ArgumentParser
 from basicsr.utils.options import OptionError, parse_options
 
 
 def build_parser(is_train: bool, description: str = '',
-                 parser_class: type = argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Parser with every flag of the entry points (train-only flags when ``is_train``); ``parser_class`` may
-    already define ``--debug``."""
+                 parser_class: type = ArgumentParser) -> argparse.ArgumentParser:
+    """Parser with every flag of the entry points (train-only flags when ``is_train``). The default
+    ``parser_class`` makes argparse's errors one line (:mod:`basicsr.utils.cli`) and defines ``--debug``."""
     parser = parser_class(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', '--opt', required=True, help='option YAML file')
     parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE',
