@@ -60,7 +60,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                              'code (default: off, tensors and containers only)')
     parser.add_argument('--task', default=None,
                         help='task for networks that take one (MiOIR *_EP explicit prompts): an id 0..6 or a name '
-                             '(blur, noise, jpeg, rain, haze, dark, sr)')
+                             '(blur, noise, jpeg, rain, haze, dark, sr); for routed networks (UniRestorer) the '
+                             'instruction mode: a tree node name such as Derain')
     args = parser.parse_args(argv)
 
     import torch
@@ -96,6 +97,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         settings['self_ensemble'] = True
     if args.tlc and not settings.get('tlc'):
         settings['tlc'] = {'train_size': [1, in_ch, args.tlc_train_size, args.tlc_train_size]}
+    if args.task is not None and hasattr(net, 'instruction_masks'):
+        settings['instruction'] = args.task
     pipeline = build_inference(net, settings, where='test')
     conditions = {}
     if 'task' in pipeline.conditions:
@@ -122,6 +125,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         gt = img2tensor(read_image(clean_path, channels=in_ch)) if clean_path.is_file() else None
         write_image(out_dir / f'{name}_side_by_side.png', tensor2img(side_by_side(lq, out, gt)))
         rec = {'image': path.name, 'seconds': round(seconds, 3)}
+        routing = pipeline.routing_records()  # routed networks (UniRestorer): leaf, level, expert
+        rec.update(routing[0] if routing else {})
         if gt is not None and gt.shape == out.shape:
             rec.update({f'{k}_input': v for k, v in compute_metrics(lq, gt, 'basicsr_rgb').items()})
             rec.update({f'{k}_output': v for k, v in compute_metrics(out, gt, 'basicsr_rgb').items()})

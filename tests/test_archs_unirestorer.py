@@ -395,3 +395,41 @@ def test_pipeline_instruction_option(tiny):
         build_inference(tiny, {'instruction': 'fog'})
     with pytest.raises(InferenceOptionError, match='NAFNet has no instruction mode'):
         build_inference(build_network({'type': 'NAFNet', 'width': 4}), {'instruction': 'Dehaze'})
+
+
+@pytest.mark.slow
+def test_tlc_calibrates_every_expert(tiny):
+    from basicsr.inference.pipeline import build_inference
+    from basicsr.inference.tlc import local_modules
+    pipe = build_inference(tiny, {'tlc': {'train_size': [1, 3, 16, 16]}})
+    layers = local_modules(pipe.net)
+    experts = {name.split('.')[0] + '.' + name.split('.')[1] for name, _ in layers}
+    pooled = {f'l{lvl}_experts.{i}' for lvl in range(3) for i, e in enumerate(getattr(tiny, f'l{lvl}_experts'))
+              if type(e).__name__ != 'RetinexFormer'}  # RetinexFormer has no global statistics
+    assert experts == pooled and len(pooled) == 28  # every such expert incl. the spare, not only routed ones
+    assert all(m.kernel_size is not None for _, m in layers)
+    lq = torch.rand(1, 3, 40, 44, generator=torch.Generator().manual_seed(11))
+    assert pipe(lq).shape == lq.shape and pipe.routing_records()[0]['expert'] == int(pipe.net.last_routing.expert[0])
+
+
+@pytest.mark.slow
+def test_demo_instruction_mode_and_routing_record(tmp_path):
+    import yaml
+    spec = {'type': 'UniRestorer', 'daclip_model': ENCODER, 'num_experts': [1, 7, 22], 'expert_overrides': TINY}
+    net = build_network(spec)
+    _randomise_router_(net)
+    torch.save({'params': net.state_dict()}, tmp_path / 'uni.pth')
+    (tmp_path / 'uni.yml').write_text(yaml.safe_dump({'name': 'uni', 'network_g': spec}))
+    image = tmp_path / 'in.png'
+    from basicsr.utils.img_util import tensor2img, write_image
+    write_image(image, tensor2img(torch.rand(3, 36, 40, generator=torch.Generator().manual_seed(12))))
+    run = subprocess.run([sys.executable, str(ROOT / 'basicsr' / 'demo.py'), '--opt', str(tmp_path / 'uni.yml'),
+                          '--weights', str(tmp_path / 'uni.pth'), '--input', str(image), '--output',
+                          str(tmp_path / 'out'), '--device', 'cpu', '--task', 'Lowlight'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    line = next(ln for ln in run.stdout.splitlines() if ln.startswith('image='))
+    fields = dict(part.split('=', 1) for part in line.split())
+    assert fields['leaf_name'] in ('LightDark', 'HeavyDark') and fields['expert_type'] in ('RetinexFormer',
+                                                                                           'DehazeFormer', 'Restormer')
+    assert (tmp_path / 'out' / 'in_restored.png').is_file()

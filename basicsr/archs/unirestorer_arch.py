@@ -328,6 +328,13 @@ class UniRestorer(nn.Module):
                          'expert_type': type(self.expert(expert)).__name__})
         return rows
 
+    def calibration_forward(self, lq: Tensor) -> None:
+        """Every expert (the spare included) once on ``lq``: TLC calibrates the pooling windows of each expert,
+        whereas a routed forward reaches only the chosen ones."""
+        for lvl in range(self.num_levels):
+            for net in getattr(self, f'l{lvl}_experts'):
+                net(lq)
+
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> 'UniRestorer':
         """Router modules follow ``mode``; the frozen encoder and experts always stay in eval mode."""

@@ -318,7 +318,9 @@ def convert_local_(net: nn.Module, train_size: Sequence[int] = (1, 3, 256, 256),
                    extra: bool = False) -> List[str]:
     """Convert ``net`` in place and calibrate its windows; returns the names of the converted modules.
 
-    The calibration forward runs in eval mode without gradients (training mode is restored after).
+    The calibration forward runs in eval mode without gradients (training mode is restored after); a network
+    whose forward reaches only some of its layers (UniRestorer's experts) provides ``calibration_forward(x)``
+    that reaches them all.
     """
     settings = make_settings(train_size, base_size, fast_imp, extra)
     converted: List[str] = []
@@ -337,7 +339,8 @@ def convert_local_(net: nn.Module, train_size: Sequence[int] = (1, 3, 256, 256),
     try:
         with torch.no_grad():
             x = _calibration_input(net, settings.train_size)
-            net(x, **example_conditions(net, x.shape[0], x.device))
+            # a mixture of experts routes to one expert per image; its calibration_forward runs them all
+            getattr(net, 'calibration_forward', net)(x, **example_conditions(net, x.shape[0], x.device))
     finally:
         for _, m in layers:
             m.calibrating = False
