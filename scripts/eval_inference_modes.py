@@ -34,7 +34,8 @@ from basicsr.archs.pretrained import load_pretrained  # noqa: E402
 from basicsr.data import build_dataset  # noqa: E402
 from basicsr.engine.evaluator import evaluate  # noqa: E402
 from basicsr.inference.pipeline import build_inference  # noqa: E402
-from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, UsageError, non_negative_int, positive_int, run_cli  # noqa: E402
+from basicsr.utils.option_checks import require_network  # noqa: E402
 from basicsr.utils.options import load_with_bases  # noqa: E402
 
 MODES = ('plain', 'tlc', 'tlc_fast', 'grids', 'tiled')
@@ -125,8 +126,9 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     parser.add_argument('--noise-seed', type=int, default=0)
     parser.add_argument('--train-size', type=int, help='training patch size (default: datasets.train.gt_size)')
     parser.add_argument('--modes', default=','.join(MODES), help=f'comma list of {", ".join(MODES)}')
-    parser.add_argument('--tile', type=int, default=128, help='tile size of the tiled mode (CBSD68 is 481x321)')
-    parser.add_argument('--overlap', type=int, default=32)
+    parser.add_argument('--tile', type=positive_int, default=128,
+                        help='tile size of the tiled mode (CBSD68 is 481x321)')
+    parser.add_argument('--overlap', type=non_negative_int, default=32, help='tile overlap (less than --tile)')
     parser.add_argument('--profile', default='basicsr_rgb')
     parser.add_argument('--limit', type=int, help='first N images only')
     parser.add_argument('--threads', type=int, default=1)
@@ -137,7 +139,10 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    if args.overlap >= args.tile:
+        raise UsageError(f'--overlap {args.overlap} must be smaller than --tile {args.tile}')
     opt = load_with_bases(args.opt)
+    require_network(opt, args.opt)
     modes = [m.strip() for m in args.modes.split(',') if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:

@@ -163,3 +163,116 @@ def test_official_option_files_build_and_train_two_iterations(name, tmp_path, mo
         assert lr == pytest.approx(3e-4, rel=1e-12)  # first cycle anneals 3e-4 -> eta_min 3e-4
     assert (tmp_path / 'experiments' / official['name'] / 'training_states' / 'ckpt_00000002.pth').is_file()
     assert trainer.best, 'validation at iteration 2 recorded no metric'
+
+
+# ---------------------------------------------------------------------------------------------- parse-time checks
+# every `type:` block is checked when the file is parsed: registered name (closest suggested), known arguments,
+# value types; each case names the dotted key and what was expected
+VALIDATION_CASES = {
+    'val_metric_type': ("val: {metrics: {psnr: {type: calculate_psnrr, crop_border: 0}}}\n",
+                        ["'val.metrics.psnr.type'", 'calculate_psnr']),
+    'val_metric_argument': ("val: {metrics: {psnr: {type: calculate_psnr, crop_bordr: 0}}}\n",
+                            ["'val.metrics.psnr'", "did you mean 'crop_border'"]),
+    'val_profile': ("val: {profile: basicsr_rbg}\n", ["'val.profile'", "did you mean 'basicsr_rgb'"]),
+    'model_type': ("model_type: ImageRestorationModl\n", ["'model_type'", 'ImageRestorationModel']),
+    'dataset_type': ("datasets: {train: {name: t, type: PairedImageDatset, dataroot_gt: '.', dataroot_lq: '.'}}\n",
+                     ["'datasets.train.type'", 'PairedImageDataset']),
+    'degradation_type': ("datasets: {train: {name: t, type: SyntheticDegradationDataset, dataroot_gt: '.', "
+                         "degradation: {type: GausianNoise, sigma: 25}}}\n",
+                         ["'datasets.train.degradation.type'", 'GaussianNoise']),
+    'degradation_value': ("datasets: {train: {name: t, type: SyntheticDegradationDataset, dataroot_gt: '.', "
+                          "degradation: {type: GaussianNoise, sigma: high}}}\n",
+                          ["'datasets.train.degradation.sigma'", 'must be a number', "'high'"]),
+    'task_degradation': ("datasets: {train: {name: t, type: MultiTaskDataset, tasks: [{name: n, type: "
+                         "SyntheticDegradationDataset, dataroot_gt: '.', degradation: {type: GaussianNoize}}]}}\n",
+                         ["'datasets.train.tasks[0].degradation.type'", 'GaussianNoise']),
+    'optimiser_type': ("train: {optim_g: {type: AdamWW, lr: 1.0e-3}}\n", ["'train.optim_g.type'", "'AdamW'"]),
+    'optimiser_value': ("train: {optim_g: {type: AdamW, lr: fast}}\n",
+                        ["'train.optim_g.lr' (AdamW) must be a number", "'fast'"]),
+    'optimiser_argument': ("train: {optim_g: {type: AdamW, lr: 1.0e-3, weight_decy: 0}}\n",
+                           ["'train.optim_g' (AdamW)", "did you mean 'weight_decay'"]),
+    'scheduler_type': ("train: {scheduler: {type: TrueCosineAnealingLR, T_max: 10}}\n",
+                       ["'train.scheduler.type'", 'TrueCosineAnnealingLR']),
+    'scheduler_value': ("train: {scheduler: {type: TrueCosineAnnealingLR, T_max: long}}\n",
+                        ["'train.scheduler.T_max'", 'must be int', "'long'"]),
+    'network_value': ("network_g: {type: NAFNet, width: sixteen}\n",
+                      ["'network_g.width' (NAFNet) must be int", "'sixteen'"]),
+    'loss_value': ("train: {pixel_opt: {type: L1Loss, loss_weight: heavy}}\n", ["'train.pixel_opt.loss_weight'"]),
+}
+
+
+@pytest.mark.parametrize('case', list(VALIDATION_CASES))
+def test_every_type_block_is_checked_at_parse_time(tmp_path, case):
+    extra, expected = VALIDATION_CASES[case]
+    base = write(tmp_path, 'base.yml', MINIMAL)
+    path = write(tmp_path, f'{case}.yml', f'_base_: base.yml\n{extra}')
+    with pytest.raises(OptionError) as info:
+        parse_options(path, check_paths=False, root=tmp_path)
+    msg = str(info.value)
+    assert str(path) in msg, msg
+    for part in expected:
+        assert part in msg, (part, msg)
+    assert base.exists() and not (tmp_path / 'experiments').exists()
+
+
+def test_set_value_of_wrong_type_names_the_override(tmp_path):
+    path = write(tmp_path, 'ok.yml', MINIMAL)
+    with pytest.raises(OptionError) as info:
+        parse_options(path, ['train.optim_g.lr=fast'], root=tmp_path)
+    msg = str(info.value)
+    assert "'train.optim_g.lr' (AdamW) must be a number (float), got str 'fast'" in msg
+    assert '(set by --set train.optim_g.lr=fast)' in msg and str(path) in msg
+
+
+def test_set_value_that_is_not_yaml_names_the_override():
+    with pytest.raises(OptionError, match=r"--set val\.suffix=\[x: the value is not valid YAML"):
+        apply_overrides({}, ['val.suffix=[x'])
+
+
+def test_duplicate_yaml_key_names_file_key_and_lines(tmp_path):
+    path = write(tmp_path, 'dup.yml', MINIMAL.replace('  total_iter: 10\n', '  total_iter: 10\n  total_iter: 20\n'))
+    first = [i + 1 for i, line in enumerate(path.read_text().splitlines()) if 'total_iter' in line][0]
+    with pytest.raises(OptionError) as info:
+        load_with_bases(path)
+    msg = str(info.value)
+    assert str(path) in msg and "duplicate key 'total_iter'" in msg
+    assert f'first given at line {first}' in msg and f'at line {first + 1}' in msg
+
+
+def test_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
+    path = write(tmp_path, 'syntax.yml', MINIMAL + 'val: {val_freq: [5\n')
+    with pytest.raises(OptionError) as info:
+        load_with_bases(path)
+    msg = str(info.value)
+    assert '\n' not in msg and str(path) in msg and 'line' in msg and 'column' in msg
+
+
+def test_missing_data_folder_names_the_script_that_creates_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    text = MINIMAL + ("datasets: {val: {name: v, type: PairedImageDataset, "
+                      "dataroot_gt: datasets/denoise/NoSuchSet, dataroot_lq: datasets/denoise/NoSuchSet}}\n")
+    with pytest.raises(OptionError) as info:
+        parse_options(write(tmp_path, 'data.yml', text), root=tmp_path)
+    msg = str(info.value)
+    assert "'datasets.val.dataroot_gt': path 'datasets/denoise/NoSuchSet' does not exist" in msg
+    assert 'python scripts/prepare_denoise_data.py creates it' in msg
+    tasks = MINIMAL + ("datasets: {train: {name: t, type: MultiTaskDataset, tasks: [{name: rain, type: "
+                       "PairedImageDataset, dataroot_gt: datasets/allinone_small/nope, dataroot_lq: '.'}]}}\n")
+    with pytest.raises(OptionError) as info:
+        parse_options(write(tmp_path, 'tasks.yml', tasks), root=tmp_path)
+    assert "'datasets.train.tasks[0].dataroot_gt': path 'datasets/allinone_small/nope' does not exist" in str(
+        info.value) and 'python scripts/prepare_allinone_data.py creates it' in str(info.value)
+    other = MINIMAL + "datasets: {val: {name: v, type: SingleImageDataset, dataroot_lq: /no/such/folder}}\n"
+    with pytest.raises(OptionError) as info:
+        parse_options(write(tmp_path, 'other.yml', other), root=tmp_path)
+    assert 'does not exist' in str(info.value) and 'prepare_' not in str(info.value)
+
+
+def test_train_py_option_error_creates_no_run_folder(tmp_path, capsys):
+    from basicsr.train import main
+    from basicsr.utils.cli import run_cli
+    path = write(tmp_path, 'bad.yml', MINIMAL.replace('width: 8', 'width: sixteen'))
+    code = run_cli(main, ['-opt', str(path), '--set', f'path.experiments_root={tmp_path / "exp"}'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "'network_g.width' (NAFNet) must be int" in err[0]
+    assert not (tmp_path / 'exp').exists()

@@ -125,6 +125,15 @@ def exit_code(exc: BaseException) -> int:
     return RUNTIME_FAILURE
 
 
+def _expected(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error the toolbox reports on purpose (else: a bug or an unhandled case)."""
+    if exit_code(exc) == USER_MISTAKE or isinstance(exc, RUNTIME_BUILTINS):
+        return True
+    if type(exc).__module__.split('.')[0] == 'basicsr':  # the toolbox's own classes (e.g. RunLockedError)
+        return True
+    return isinstance(exc, RuntimeError) and _raised_by_toolbox(exc)
+
+
 def error_line(exc: BaseException) -> str:
     """The one-line message for ``exc``: ``error: <message>`` (multi-line messages joined with '; ')."""
     if isinstance(exc, OSError) and exc.strerror:  # without '[Errno N]'; the file named once
@@ -135,8 +144,7 @@ def error_line(exc: BaseException) -> str:
     parts = [re.sub(r'^- ', '', p.strip()) for p in text.splitlines()]
     text = ' '.join(parts[:1]) + ('' if len(parts) < 2 else ' ' + '; '.join(p for p in parts[1:] if p))
     text = text[len('error: '):] if text.startswith('error: ') else text
-    known = exit_code(exc) == USER_MISTAKE or isinstance(exc, RUNTIME_BUILTINS)
-    if not known:
+    if not _expected(exc):
         text = f'unexpected {type(exc).__name__}: {text} (rerun with {DEBUG_FLAG} or {DEBUG_ENV}=1 for the traceback)'
     return f'error: {text}'
 

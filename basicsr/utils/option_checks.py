@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc
 import difflib
 import inspect
+import os
 import types
 import typing
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -25,8 +26,9 @@ _MAPPING_ORIGINS = (dict, collections.abc.Mapping)
 _ARRAY_LIKE = (int, float, list, tuple)
 
 
-def registry_problems(opt: Dict[str, Any]) -> List[str]:
-    """Every problem of the ``type:`` blocks of ``opt`` (one message per problem, naming the dotted key)."""
+def registry_problems(opt: Dict[str, Any], check_paths: bool = True) -> List[str]:
+    """Every problem of the ``type:`` blocks of ``opt`` (one message per problem, naming the dotted key);
+    ``check_paths`` also checks the data paths of multi-task ``tasks`` (the schema checks the others)."""
     from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, DEGRADATION_REGISTRY, LOSS_REGISTRY,
                                         MODEL_REGISTRY, SCHEDULER_REGISTRY)
     problems: List[str] = []
@@ -49,7 +51,8 @@ def registry_problems(opt: Dict[str, Any]) -> List[str]:
     _check_metrics(val, problems)
     for name, block in (opt.get('datasets') or {}).items():
         if isinstance(block, dict):
-            _check_dataset(f'datasets.{name}', block, DATASET_REGISTRY.get, DEGRADATION_REGISTRY.get, problems)
+            _check_dataset(f'datasets.{name}', block, DATASET_REGISTRY.get, DEGRADATION_REGISTRY.get, problems,
+                           check_paths)
     return problems
 
 
@@ -116,8 +119,14 @@ def _check_profile(dotted: str, name: str, profiles: Mapping[str, Any], problems
 
 
 def _check_dataset(dotted: str, block: Dict[str, Any], get_dataset: Callable[[str], Any],
-                   get_degradation: Callable[[str], Any], problems: List[str]) -> None:
+                   get_degradation: Callable[[str], Any], problems: List[str], check_paths: bool,
+                   nested: bool = False) -> None:
     from basicsr.metrics.profiles import PROFILES
+    from basicsr.utils.options import DATASET_KEYS, prepare_hint
+    for key in (k for k, spec in DATASET_KEYS.items() if spec.path and nested and check_paths):
+        for path in block.get(key) if isinstance(block.get(key), list) else [block.get(key)]:
+            if isinstance(path, str) and path not in ('none', '~') and not os.path.exists(os.path.expanduser(path)):
+                problems.append(f"'{dotted}.{key}': path '{path}' does not exist{prepare_hint(path)}")
     if 'type' in block:
         _lookup(get_dataset, block['type'], f'{dotted}.type', problems)
     if isinstance(block.get('metric_profile'), str):
@@ -135,7 +144,8 @@ def _check_dataset(dotted: str, block: Dict[str, Any], get_dataset: Callable[[st
     items = tasks.items() if isinstance(tasks, dict) else enumerate(tasks) if isinstance(tasks, list) else ()
     for i, task in items:
         if isinstance(task, dict):
-            _check_dataset(f'{dotted}.tasks[{i}]', task, get_dataset, get_degradation, problems)
+            _check_dataset(f'{dotted}.tasks[{i}]', task, get_dataset, get_degradation, problems, check_paths,
+                           nested=True)
 
 
 # ---------------------------------------------------------------------------------------------- value types

@@ -268,7 +268,7 @@ def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True,
     errors: List[str] = []
     _check_mapping(opt, SCHEMA, '', source, errors, check_paths)
     errors = _tolerate_plugin_keys(opt, source, errors)
-    errors += registry_problems(opt)
+    errors += registry_problems(opt, check_paths)
     if isinstance(opt.get('sequential'), dict):
         from basicsr.engine.sequential import sequential_problems
         errors += sequential_problems(opt)
