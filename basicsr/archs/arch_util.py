@@ -1,13 +1,13 @@
 """BasicSR's ``basicsr.archs.arch_util`` helpers, for architectures written against BasicSR.
 
 Compatibility surface: the names and signatures are BasicSR's, the implementations are this toolbox's
-(``sr_blocks``) or PyTorch's. ``trunc_normal_`` is PyTorch's ``nn.init.trunc_normal_``, the same inverse-CDF
-algorithm BasicSR copied from timm, so a seeded initialisation draws the same numbers. No file here is
-scanned by the arch registry (it has no ``_arch`` suffix).
+(``sr_blocks``) or PyTorch's, with BasicSR's numerics (seeded initialisations draw the same numbers). No
+file here is scanned by the arch registry (it has no ``_arch`` suffix).
 """
 from __future__ import annotations
 
 import collections.abc
+import math
 from itertools import repeat
 from typing import Any, Callable, Sequence, Tuple
 
@@ -69,10 +69,24 @@ def pixel_unshuffle(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.pixel_unshuffle(x, scale)
 
 
+@torch.no_grad()
 def trunc_normal_(tensor: torch.Tensor, mean: float = 0., std: float = 1., a: float = -2.,
                   b: float = 2.) -> torch.Tensor:
-    """Fill ``tensor`` in place from N(mean, std^2) truncated to [a, b] (absolute bounds); returns it."""
-    return nn.init.trunc_normal_(tensor, mean=mean, std=std, a=a, b=b)
+    """Fill ``tensor`` in place from N(mean, std^2) truncated to [a, b] (absolute bounds); returns it.
+
+    Inverse-CDF sampling as BasicSR (and timm): one uniform draw per element in [2 Phi(a') - 1, 2 Phi(b') - 1],
+    mapped through ``erfinv``, so a seeded initialisation gives BasicSR's numbers (recent PyTorch's
+    ``nn.init.trunc_normal_`` samples by rejection and does not).
+    """
+    def cdf(x: float) -> float:
+        return (1. + math.erf(x / math.sqrt(2.))) / 2.
+
+    low, up = cdf((a - mean) / std), cdf((b - mean) / std)
+    tensor.uniform_(2 * low - 1, 2 * up - 1)
+    tensor.erfinv_()
+    tensor.mul_(std * math.sqrt(2.))
+    tensor.add_(mean)
+    return tensor.clamp_(min=a, max=b)
 
 
 def to_ntuple(n: int) -> Callable[[Any], Tuple]:

@@ -18,7 +18,7 @@ Images = Union[np.ndarray, List[np.ndarray]]
 
 
 def _as_list(imgs: Images) -> Tuple[List[np.ndarray], bool]:
-    if isinstance(imgs, np.ndarray):
+    if isinstance(imgs, np.ndarray) or torch.is_tensor(imgs):
         return [imgs], True
     return list(imgs), False
 
