@@ -304,3 +304,10 @@ def test_every_script_uses_the_shared_error_handling():
         assert 'argparse.ArgumentParser(' not in text, path.name
     for entry in ('demo.py', 'test.py', 'train.py'):
         assert 'run_cli(main)' in (ROOT / 'basicsr' / entry).read_text(), entry
+
+
+def test_option_file_that_is_a_folder(tmp_path, capsys):
+    from basicsr.train import main
+    code, err = run(main, ['-opt', str(tmp_path)], capsys)
+    assert code == 2
+    one_line(err, str(tmp_path), 'is a folder')

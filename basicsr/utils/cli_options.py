@@ -60,6 +60,9 @@ def force_yml_to_set(entries: Sequence[str]) -> List[str]:
 def load_options(args: argparse.Namespace, is_train: bool, root: Optional[str | Path] = None) -> Dict[str, Any]:
     """Parse the option file named by ``args`` with every override; a bad option file is a
     :class:`~basicsr.utils.cli.UsageError` (one line, exit status 2)."""
+    from basicsr.utils.cli import UsageError
+    if Path(args.opt).is_dir():  # parse_options reads a folder as BasicSR's root_path
+        raise UsageError(f'-opt {args.opt} is a folder; pass an option file (.yml)')
     overrides = list(args.set) + force_yml_to_set(args.force_yml)
     if is_train and getattr(args, 'no_resume', False):
         overrides.append('path.auto_resume=false')
@@ -69,7 +72,6 @@ def load_options(args: argparse.Namespace, is_train: bool, root: Optional[str | 
         return parse_options(args.opt, overrides, is_train=is_train, root=root, imports=args.imports,
                              debug=args.debug)
     except (OptionError, FileNotFoundError) as exc:
-        from basicsr.utils.cli import UsageError
         raise UsageError(str(exc)) from exc
 
 
