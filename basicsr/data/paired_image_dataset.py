@@ -63,3 +63,18 @@ class PairedImageDataset(RestorationDataset):
         gt, lq = self.prepare_pair(gt, lq, gt_path, lq_path, rng)
         gt, lq = self.finalize(gt, gt_path), self.finalize(lq, lq_path)
         return {'lq': img2tensor(lq), 'gt': img2tensor(gt), 'lq_path': lq_path, 'gt_path': gt_path}
+
+
+@DATASET_REGISTRY.register()
+class PairedImageDataset_SIDD(PairedImageDataset):  # noqa: N801 - HINet's type name
+    """HINet's SIDD pairs: :class:`PairedImageDataset` whose training pairs are mirror-padded to ``gt_size`` and
+    augmented as HINet's ``random_augmentation`` whatever ``use_flip`` / ``use_rot`` say: unchanged with
+    probability 1/2, else one of the 7 other flips/rotations (``aug_identity_weight: 7``). HINet reports a
+    training length of 320,000 per epoch; here an epoch is the folder once (iteration counts are unaffected)."""
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        super().__init__(opt)
+        if self.phase == 'train':
+            self.pad_to_gt_size = True
+            self.use_hflip = self.use_rot = True
+            self.identity_weight = 7

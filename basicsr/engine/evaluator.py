@@ -30,7 +30,8 @@ def build_scorer(val_opt: Dict[str, Any]) -> Callable[[torch.Tensor, torch.Tenso
     if not spec:
         return lambda pred, gt: {}
     metrics = resolve_metrics(spec)  # validates names before any image is processed
-    scorer = lambda pred, gt: compute_metrics(pred, gt, spec)  # noqa: E731
+    use_image = bool(val_opt.get('use_image', True))  # False: score the output tensor, not the rounded image
+    scorer = lambda pred, gt: compute_metrics(pred, gt, spec, use_image)  # noqa: E731
     if isinstance(spec, str):
         scorer.description = f'profile {spec}: {get_profile(spec).description}'  # type: ignore[attr-defined]
     else:

@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from basicsr.losses.loss_util import WeightedLoss, check_same_shape
-from basicsr.losses.vgg import VGG19_LAYERS, VGG19Features
+from basicsr.losses.vgg import DEFAULT_VGG19_PATH, VGG19_LAYERS, VGG19Features
 from basicsr.utils.registry import LOSS_REGISTRY
 
 # DSRIR PoCL: relu1_1 .. relu5_1 with weights 1/32 .. 1
@@ -39,43 +39,79 @@ def _check_layer_weights(layer_weights: Dict[str, float], owner: str) -> Dict[st
 class PerceptualLoss(WeightedLoss):
     """Distance between VGG19 features of pred and target, weighted per layer (BasicSR's perceptual term).
 
-    Args:
-        vgg_weights_path: local torchvision VGG19 file (``vgg19-dcbb9e9d.pth``); a missing file raises
-            FileNotFoundError saying where to put it.
+    Args (BasicSR's signature plus the toolbox's ``vgg_weights_path``, ``loss_weight``, ``reduction``):
         layer_weights: ``{layer name: weight}``, names as in ``VGG19_LAYERS`` ('conv5_4', 'relu2_1', ...).
+        vgg_type: 'vgg19' (the only VGG here; BasicSR's other types are refused by name).
         use_input_norm: normalise [0, 1] RGB inputs with the ImageNet mean/std (BasicSR default).
-        criterion: 'l1' or 'l2' between feature maps.
-        loss_weight, reduction: 'mean' -> sum_l w_l * mean distance of layer l; 'none' -> the same per
-            image, a (B,) tensor; 'sum' -> the sum of those per-image values.
+        range_norm: inputs are in [-1, 1]; map them to [0, 1] first (BasicSR's ``range_norm``).
+        perceptual_weight: weight of the feature distance (0 leaves it out).
+        style_weight: weight of BasicSR's style term, the distance between Gram matrices
+            (``F F^T / (C H W)`` per layer); 0 (default) leaves it out.
+        criterion: 'l1' (mean absolute), 'l2' (mean squared) or 'fro' (Frobenius norm of the whole difference).
+        vgg_weights_path: local torchvision VGG19 file; default BasicSR's
+            ``experiments/pretrained_models/vgg19-dcbb9e9d.pth``. A missing file raises FileNotFoundError
+            naming the path (nothing is downloaded).
+        loss_weight, reduction: 'mean' -> the weighted sum; 'none' -> the same per image, a (B,) tensor
+            ('fro' is per image then too); 'sum' -> the sum of those per-image values.
 
-    The target's features are detached; gradients reach ``pred`` through the frozen VGG.
+    Returns one tensor, ``loss_weight * (perceptual_weight * perceptual + style_weight * style)``; BasicSR
+    returns the pair ``(perceptual, style)`` (its SRModel adds them up the same way). The target's features
+    are detached; gradients reach ``pred`` through the frozen VGG.
     """
 
-    def __init__(self, vgg_weights_path: Optional[str] = None, layer_weights: Optional[Dict[str, float]] = None,
-                 use_input_norm: bool = True, criterion: str = 'l1', loss_weight: float = 1.0,
-                 reduction: str = 'mean') -> None:
+    def __init__(self, layer_weights: Optional[Dict[str, float]] = None, vgg_type: str = 'vgg19',
+                 use_input_norm: bool = True, range_norm: bool = False, perceptual_weight: float = 1.0,
+                 style_weight: float = 0.0, criterion: str = 'l1', vgg_weights_path: Optional[str] = None,
+                 loss_weight: float = 1.0, reduction: str = 'mean') -> None:
         super().__init__(loss_weight, reduction)
-        if criterion not in ('l1', 'l2'):
-            raise ValueError(f"PerceptualLoss: criterion must be 'l1' or 'l2', got {criterion!r}")
+        if criterion not in ('l1', 'l2', 'fro'):
+            raise ValueError(f"PerceptualLoss: criterion must be 'l1', 'l2' or 'fro', got {criterion!r}")
+        if vgg_type != 'vgg19':
+            raise ValueError(f"PerceptualLoss: vgg_type {vgg_type!r} is not supported; only 'vgg19' (torchvision's "
+                             'VGG19 layout and weights)')
+        if perceptual_weight <= 0 and style_weight <= 0:
+            raise ValueError('PerceptualLoss: perceptual_weight and style_weight are both 0; nothing to compute')
         self.layer_weights = _check_layer_weights(layer_weights or {'conv5_4': 1.0}, 'PerceptualLoss')
         self.criterion = criterion
-        self.vgg = VGG19Features(vgg_weights_path, use_input_norm=use_input_norm)
+        self.range_norm = bool(range_norm)
+        self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
+        self.vgg = VGG19Features(vgg_weights_path or DEFAULT_VGG19_PATH, use_input_norm=use_input_norm)
+
+    def _distance(self, a: torch.Tensor, b: torch.Tensor, per_image: bool) -> torch.Tensor:
+        if self.criterion == 'fro':
+            diff = (a - b).flatten(1)
+            return diff.norm(dim=1) if per_image else diff.norm()
+        return _feature_distance(a, b, self.criterion, per_image)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                 **kwargs) -> torch.Tensor:
         check_same_shape(pred, target, 'PerceptualLoss')
         if weight is not None:
             raise ValueError('PerceptualLoss does not take element weights (weight=...)')
+        if self.range_norm:
+            pred, target = (pred + 1) / 2, (target + 1) / 2
         layers = list(self.layer_weights)
         pred_f = self.vgg(pred, layers)
         with torch.no_grad():
             target_f = self.vgg(target.detach(), layers)
         per_image = self.reduction != 'mean'
-        total = sum(w * _feature_distance(pred_f[name], target_f[name], self.criterion, per_image)
-                    for name, w in self.layer_weights.items())
+        total = 0
+        for name, w in self.layer_weights.items():
+            if self.perceptual_weight > 0:
+                total = total + self.perceptual_weight * w * self._distance(pred_f[name], target_f[name], per_image)
+            if self.style_weight > 0:
+                total = total + self.style_weight * w * self._distance(_gram(pred_f[name]), _gram(target_f[name]),
+                                                                       per_image)
         if self.reduction == 'sum':
             total = total.sum()
         return self.loss_weight * total
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """Gram matrix ``F F^T / (C H W)`` of (B, C, H, W) features -> (B, C, C)."""
+    b, c, h, w = x.shape
+    f = x.reshape(b, c, h * w)
+    return f.bmm(f.transpose(1, 2)) / (c * h * w)
 
 
 @LOSS_REGISTRY.register()

@@ -131,8 +131,12 @@ def _to_float_hwc_batch(img: Image, what: str) -> np.ndarray:
     return (arr.astype(np.float64) / scale)[None]
 
 
-def _convert(img: np.ndarray, kind: str) -> np.ndarray:
-    """Apply a metric's input convention to a float [0, 1] image."""
+def _convert(img: np.ndarray, kind: str, use_image: bool = True) -> np.ndarray:
+    """Apply a metric's input convention to a float [0, 1] image. ``use_image=False`` (NAFNet/Restormer's
+    ``val.use_image: false``): uint8-scale metrics score the network output itself, x255, neither clamped nor
+    rounded (the official code passes the output tensors to the metric instead of the saved image)."""
+    if kind == UINT8 and not use_image:
+        return img.astype(np.float64) * 255.0
     img = np.clip(img, 0.0, 1.0)
     if kind == UINT8:
         # as tensor2img on a float32 network output: clamp, x255 in float32, round half to even
@@ -142,7 +146,8 @@ def _convert(img: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f'unknown metric input kind {kind!r}')
 
 
-def compute_metrics_per_image(pred: Image, gt: Image, profile_or_metric_opts: ProfileOrOpts) -> List[Dict[str, float]]:
+def compute_metrics_per_image(pred: Image, gt: Image, profile_or_metric_opts: ProfileOrOpts,
+                              use_image: bool = True) -> List[Dict[str, float]]:
     """Like :func:`compute_metrics`, but one ``{result_key: value}`` dict per image of the batch."""
     metrics = resolve_metrics(profile_or_metric_opts)
     preds = _to_float_hwc_batch(pred, 'pred')
@@ -159,12 +164,13 @@ def compute_metrics_per_image(pred: Image, gt: Image, profile_or_metric_opts: Pr
             kwargs = {k: v for k, v in opt.items() if k not in NON_METRIC_KEYS}
             kwargs.setdefault('channel_order', 'rgb')
             check_kwargs(fn, kwargs, f"metric '{key}' (type {opt['type']})")
-            row[key] = float(fn(_convert(p, kind), _convert(g, kind), **kwargs))
+            row[key] = float(fn(_convert(p, kind, use_image), _convert(g, kind, use_image), **kwargs))
         results.append(row)
     return results
 
 
-def compute_metrics(pred: Image, gt: Image, profile_or_metric_opts: ProfileOrOpts) -> Dict[str, float]:
+def compute_metrics(pred: Image, gt: Image, profile_or_metric_opts: ProfileOrOpts,
+                    use_image: bool = True) -> Dict[str, float]:
     """Score restored images against ground truth under a metric profile or a ``val.metrics`` dict.
 
     Args:
@@ -181,7 +187,7 @@ def compute_metrics(pred: Image, gt: Image, profile_or_metric_opts: ProfileOrOpt
 
     Each metric applies its own conversion first: BasicSR/Restormer metrics see the image clamped,
     multiplied by 255 and rounded to integers (as ``tensor2img`` does); scikit-image-style metrics see
-    the clipped float image.
+    the clipped float image. ``use_image=False`` scores the unrounded output instead (see ``_convert``).
     """
-    rows = compute_metrics_per_image(pred, gt, profile_or_metric_opts)
+    rows = compute_metrics_per_image(pred, gt, profile_or_metric_opts, use_image)
     return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}

@@ -69,9 +69,15 @@ def calculate_psnr(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, inpu
         round_y: round Y to integers as MATLAB ``rgb2ycbcr`` does on uint8 images (the deraining MATLAB
             scripts of Restormer/MPRNet); BasicSR keeps Y unrounded.
     Returns:
-        PSNR in dB; ``inf`` for identical images.
+        PSNR in dB; ``inf`` for identical images. Stereo pairs (6 channels, left RGB | right RGB, NAFSSR)
+        score the mean of the two views' PSNRs, as NAFNet's ``calculate_psnr``.
     """
-    img, img2 = _prepare(img, img2, crop_border, input_order, test_y_channel, channel_order, 255.0, round_y)
+    img, img2 = _prepare(img, img2, crop_border, input_order, False, channel_order, 255.0)  # layout and crop
+    if img.shape[2] == 6:
+        return float(np.mean([calculate_psnr(img[..., v:v + 3], img2[..., v:v + 3], 0, 'HWC', test_y_channel,
+                                             channel_order, round_y) for v in (0, 3)]))
+    if test_y_channel and img.shape[2] == 3:
+        img, img2 = _prepare(img, img2, 0, 'HWC', True, channel_order, 255.0, round_y)
     return _psnr(img, img2, 255.0)
 
 
@@ -94,6 +100,16 @@ def calculate_ssim(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, inpu
     img, img2 = _prepare(img, img2, crop_border, input_order, test_y_channel, channel_order, 255.0, round_y)
     _check_min_size(img, GAUSS_WIN_SIZE)
     return mean_over_channels(img, img2, partial(_ssim_wang_valid, data_range=255.0))
+
+
+@METRIC_REGISTRY.register()
+@expects(UINT8)
+def calculate_skimage_ssim(img: np.ndarray, img2: np.ndarray, input_order: str = 'HWC',
+                           channel_order: str = 'bgr') -> float:
+    """NAFNet's ``calculate_skimage_ssim`` (NAFSSR): scikit-image ``structural_similarity(img, img2,
+    multichannel=True)`` of uint8 images: data range 255 (the uint8 range), 7x7 box window, sample covariance,
+    the mean over all channels (the 6 of a stereo pair). ``channel_order`` is accepted and unused."""
+    return calculate_ssim_float(img, img2, input_order=input_order, data_range=255.0)
 
 
 # ---------------------------------------------------------------- Restormer / NAFNet / HINet forks

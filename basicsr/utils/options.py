@@ -335,6 +335,17 @@ def prepare_hint(path: str) -> str:
     return ''
 
 
+def dataset_option_keys(name: Any) -> Dict[str, Key]:
+    """Keys that only the dataset type ``name`` reads (its class attribute ``option_keys``: ``{key: Key}``),
+    e.g. Restormer's dual-pixel ``dataroot_lqL``; {} for an unknown type (reported elsewhere)."""
+    from basicsr.utils.registry import DATASET_REGISTRY, RegistryError
+    try:
+        cls = DATASET_REGISTRY.get(name) if isinstance(name, str) else None
+    except RegistryError:
+        return {}
+    return dict(getattr(cls, 'option_keys', None) or {})
+
+
 def _check_mapping(node: Dict[str, Any], schema: Dict[str, Key], prefix: str, source: str,
                    errors: List[str], check_paths: bool) -> None:
     for key, spec in schema.items():
@@ -350,7 +361,8 @@ def _check_mapping(node: Dict[str, Any], schema: Dict[str, Key], prefix: str, so
             if not isinstance(value, dict):
                 errors.append(f"'{dotted}' must be a dataset mapping, got {type(value).__name__}")
                 continue
-            _check_mapping(value, DATASET_KEYS, f'{dotted}.', source, errors, check_paths)
+            _check_mapping(value, {**DATASET_KEYS, **dataset_option_keys(value.get('type'))}, f'{dotted}.', source,
+                           errors, check_paths)
             continue
         spec = schema.get(key)
         if spec is None:
@@ -398,6 +410,11 @@ def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train:
     opt = load_with_bases(opt_path)
     opt = apply_overrides(opt, overrides)
     opt = _import_plugins(opt, imports, source)
+    from basicsr.utils.official_options import OfficialKeyError, adapt_official_keys
+    try:
+        opt = adapt_official_keys(opt, source)
+    except OfficialKeyError as exc:
+        raise OptionError(str(exc)) from None
     if debug:
         opt = apply_overrides(opt, debug_overrides(opt), source='--debug')
     validate_options(opt, source, check_paths=check_paths, overrides=overrides)

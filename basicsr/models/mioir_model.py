@@ -1,0 +1,134 @@
+"""MiOIR's model types (``basicsr/models/ir_model.py`` of MiOIR), as names of the toolbox's models.
+
+MiOIR's models all train one network with BasicSR's pixel loss, EMA and scheduler, which is what
+:class:`~basicsr.models.image_restoration_model.ImageRestorationModel` does; they differ in what the network
+is given and in test-time padding:
+
+- ``*_AP`` feed ``[lq, lq]`` to the adaptive-prompt networks; the toolbox's ``*_AP`` networks take ``lq``
+  (the same computation), so the model is the same.
+- ``*_EP`` feed the explicit prompt of the sample's task; the task id comes from the data (``task``:
+  MiOIR's lists, multi-task datasets), or from ``test.task_classifier`` where the data has none.
+  ``*_EP_class`` is MiOIR's test with the classifier (``network_c`` / ``path_c`` in its files, read as
+  ``test.task_classifier``). MiOIR's ``*_EP`` validation reads the task from an ``_r.``/``_h.``/... suffix of
+  the file name instead; here the data must give the task (or a classifier must).
+- ``SwinIR*`` pad test images (reflect, bottom/right) to a multiple of ``network_g.window_size``,
+  ``Restormer*`` and ``PromptIR`` to 64, ``Uformer*`` to 128: filled in as ``val``/``test``
+  ``pad_multiple`` unless the file sets one. MiOIR's Uformer test also pads non-square images to a square
+  (centred reflect padding); that step is not reproduced.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from basicsr.models.classifier_model import ClassifierModel
+from basicsr.models.image_restoration_model import ImageRestorationModel
+from basicsr.utils.registry import MODEL_REGISTRY
+
+
+class _MiOIRModel(ImageRestorationModel):
+    """ImageRestorationModel with the test padding of one MiOIR model family (``pad`` or the window size)."""
+
+    pad: int = 0
+    pad_from_window: bool = False
+
+    @classmethod
+    def inference_defaults(cls, opt: Dict[str, Any]) -> Dict[str, Any]:
+        """``{'pad_multiple': n}`` of MiOIR's ``test()`` for this model, {} when it does not pad."""
+        if cls.pad_from_window:
+            window = (opt.get('network_g') or {}).get('window_size')
+            return {'pad_multiple': int(window)} if isinstance(window, int) else {}
+        return {'pad_multiple': cls.pad} if cls.pad else {}
+
+
+@MODEL_REGISTRY.register()
+class IRModel(_MiOIRModel):
+    """MiOIR's plain model (SRResNet): no test padding."""
+
+
+@MODEL_REGISTRY.register()
+class IRModel_AP(_MiOIRModel):  # noqa: N801 - MiOIR's names
+    """MiOIR's adaptive-prompt model (SRResNet_AP)."""
+
+
+@MODEL_REGISTRY.register()
+class IRModel_EP(_MiOIRModel):  # noqa: N801
+    """MiOIR's explicit-prompt model (SRResNet_EP): the task comes from the data."""
+
+
+@MODEL_REGISTRY.register()
+class IRModel_EP_class(_MiOIRModel):  # noqa: N801
+    """MiOIR's explicit-prompt test with the classifier (``test.task_classifier``)."""
+
+
+@MODEL_REGISTRY.register()
+class SwinIR(_MiOIRModel):
+    """MiOIR's SwinIR model: test images padded to ``network_g.window_size``."""
+    pad_from_window = True
+
+
+@MODEL_REGISTRY.register()
+class SwinIR_AP(SwinIR):  # noqa: N801
+    """MiOIR's SwinIR_AP model."""
+
+
+@MODEL_REGISTRY.register()
+class SwinIR_EP(SwinIR):  # noqa: N801
+    """MiOIR's SwinIR_EP model."""
+
+
+@MODEL_REGISTRY.register()
+class SwinIR_EP_class(SwinIR):  # noqa: N801
+    """MiOIR's SwinIR_EP test with the classifier."""
+
+
+@MODEL_REGISTRY.register()
+class Restormer(_MiOIRModel):
+    """MiOIR's Restormer model: test images padded to 64."""
+    pad = 64
+
+
+@MODEL_REGISTRY.register()
+class Restormer_AP(Restormer):  # noqa: N801
+    """MiOIR's Restormer_AP model."""
+
+
+@MODEL_REGISTRY.register()
+class Restormer_EP(Restormer):  # noqa: N801
+    """MiOIR's Restormer_EP model."""
+
+
+@MODEL_REGISTRY.register()
+class Restormer_EP_class(Restormer):  # noqa: N801
+    """MiOIR's Restormer_EP test with the classifier."""
+
+
+@MODEL_REGISTRY.register()
+class Uformer(_MiOIRModel):
+    """MiOIR's Uformer model: test images padded to 128 (MiOIR's extra square padding is not reproduced)."""
+    pad = 128
+
+
+@MODEL_REGISTRY.register()
+class Uformer_AP(Uformer):  # noqa: N801
+    """MiOIR's Uformer_AP model."""
+
+
+@MODEL_REGISTRY.register()
+class Uformer_EP(Uformer):  # noqa: N801
+    """MiOIR's Uformer_EP model."""
+
+
+@MODEL_REGISTRY.register()
+class Uformer_EP_class(Uformer):  # noqa: N801
+    """MiOIR's Uformer_EP test with the classifier."""
+
+
+@MODEL_REGISTRY.register()
+class PromptIR(_MiOIRModel):
+    """MiOIR's PromptIR model: test images padded to 64."""
+    pad = 64
+
+
+@MODEL_REGISTRY.register()
+class ClassModel(ClassifierModel):
+    """MiOIR's classifier model name (``train_classifier.yml``); trains as :class:`ClassifierModel`."""
