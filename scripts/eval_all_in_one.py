@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from basicsr.engine.evaluator import settings_for_dataset  # noqa: E402
 from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
-from basicsr.utils.options import parse_options_or_exit  # noqa: E402
+from basicsr.utils.options import OptionError, parse_options_or_exit  # noqa: E402
 
 
 def format_table(rows: List[Dict[str, Any]], metrics: List[str]) -> str:
@@ -55,9 +55,14 @@ def main(argv=None) -> List[Dict[str, Any]]:
     from basicsr.models import build_model
     from basicsr.test import test_settings
 
+    settings = test_settings(opt)
+    unscored = [key for key, ds_opt in (opt.get('datasets') or {}).items()
+                if not any(settings_for_dataset(settings, ds_opt).get(k) for k in ('profile', 'metrics'))]
+    if unscored:
+        raise OptionError(f"option file {args.opt}: no metrics for datasets {', '.join(unscored)}: set 'val.profile' "
+                          "(e.g. basicsr_rgb), 'val.metrics' or 'datasets.<name>.metric_profile'")
     out_root = Path(opt['path']['results_root'])
     out_root.mkdir(parents=True, exist_ok=True)
-    settings = test_settings(opt)
     model = build_model(opt)
     pipeline = build_inference(model.inference_network(), settings, where='test')
     identity = build_inference(nn.Identity(), {**settings, 'pad_multiple': None, 'tile': None, 'grids': None,
