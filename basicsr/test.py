@@ -79,7 +79,8 @@ def main(argv=None, root=None) -> dict:
             if rank == 0:
                 write_results(res, out_root, name, {'seconds': round(elapsed, 2)})
                 means = ', '.join(f'{k}: {v:.4f}' for k, v in res['mean'].items())
-                logger.info(f'{name}: {len(res["images"])} images, {means} [{res["metric_spec"]}] '
+                skipped = f', {len(res["skipped"])} skipped (skip_bad, see metrics.json)' if res['skipped'] else ''
+                logger.info(f'{name}: {len(res["images"])} images{skipped}, {means} [{res["metric_spec"]}] '
                             f'({elapsed:.1f}s)')
     finally:
         cleanup()
