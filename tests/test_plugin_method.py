@@ -157,3 +157,54 @@ def test_plugin_method_trains_resumes_exactly_after_sigkill_and_tests(tmp_path, 
         psnrs.append(calculate_metric({'img': out, 'img2': gt},
                                       {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}))
     assert means['psnr'] == pytest.approx(float(np.mean(psnrs)), abs=1e-9)
+
+
+@pytest.mark.slow
+def test_plugin_method_under_torchrun_matches_one_process(tmp_path, shared_dir):
+    """Two gloo ranks with one sample each follow the one-process run with batch 2 (same samples, DDP-averaged
+    gradients; the float sums differ in order only); validation runs on rank 0 through dist_validation."""
+    data = make_data(shared_dir, tmp_path / 'data')
+    force = [f"datasets:train:dataroot_gt={data / 'train'}", f"datasets:val:dataroot_gt={data / 'val'}",
+             'train:total_iter=4']
+    one = copy_method(tmp_path / 'one')
+    assert run(one, 'train.py', 'train_tiny.yml', force).returncode == 0
+    two = copy_method(tmp_path / 'two')
+    args = [PYTHON, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29763',
+            'plugin_method/train.py', '-opt', 'plugin_method/options/train_tiny.yml', '--launcher', 'pytorch',
+            '--force_yml', *force, 'datasets:train:batch_size_per_gpu=1']
+    ddp = run_script(args, cwd=two, env={'PYTHONPATH': f'{two}:{ROOT}'})
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert 'TinyPadModel: validated 2 images of tiny_val at 3' in ddp.stderr
+    ref, got = (read_losses(r / 'experiments' / 'tiny_plugin', 'l_pix') for r in (one, two))
+    assert sorted(got) == [1, 2, 3, 4]
+    assert all(abs(got[i] - ref[i]) < 1e-4 for i in ref)
+
+
+def test_swinir_model_pads_tests_and_validates_like_basicsr(tmp_path):
+    """SwinIRModel (BasicSR's SRModel + window padding) on odd-sized images: its test() pads by reflection and
+    crops back; SRModel's own nondist_validation scores tensor2img outputs and saves BasicSR's file names."""
+    import torch.nn.functional as F
+
+    import plugin_method.data  # noqa: F401
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.models import build_model
+    opt = parse_options(plugin_options(tmp_path, {'model_type': 'SwinIRModel'}, drop=('pad_mode', )), root=tmp_path)
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(20, 26), (18, 22)]):
+        cv2.imwrite(str(tmp_path / 'val' / f'im{i}.png'), (rng.random((h, w, 3)) * 255).astype(np.uint8))
+    model = build_model(opt)
+    lq = torch.rand(1, 3, 10, 13)
+    model.feed_data({'lq': lq})
+    model.test()
+    want = model.net_g_ema(F.pad(lq, (0, 3, 0, 6), 'reflect'))[..., :20, :26]
+    assert model.output.shape == (1, 3, 20, 26) and torch.allclose(model.output, want)
+    loader = build_dataloader(build_dataset(opt['datasets']['val']), opt['datasets']['val'])
+    model.validation(loader, 7, None, save_img=True)
+    scores = []
+    for i in range(2):
+        saved = cv2.imread(str(tmp_path / 'experiments' / 'tiny_plugin' / 'visualization' / f'im{i}' / f'im{i}_7.png'))
+        gt = cv2.imread(str(tmp_path / 'val' / f'im{i}.png'))
+        scores.append(calculate_metric({'img': saved, 'img2': gt}, opt['val']['metrics']['psnr']))
+    assert model.metric_results['psnr'] == pytest.approx(np.mean(scores), abs=1e-9)
+    assert model.best_metric_results['tiny_val']['psnr'] == {'better': 'higher', 'val': model.metric_results['psnr'],
+                                                            'iter': 7}
