@@ -141,3 +141,130 @@ def test_ranks_above_zero_stay_quiet_on_the_console(monkeypatch):
     finally:
         monkeypatch.delenv('RANK')
         assert get_logger().getEffectiveLevel() == logging.INFO
+
+
+def _state(pid):
+    """'R', 'S', ... of a process; None when it is gone or a zombie (dead, not yet reaped)."""
+    try:
+        with open(f'/proc/{pid}/stat') as fh:
+            state = fh.read().rsplit(')', 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+    return None if state in ('Z', 'X') else state
+
+
+def _rows(csv_path):
+    try:
+        return len(csv_path.read_text().splitlines()) - 1
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads process states from /proc')
+@pytest.mark.parametrize('target', ['script', 'process group'])
+def test_kill_9_of_train_sh_stops_its_worker(tmp_path, target):
+    import signal
+    import time
+    from engine_helpers import ROOT
+    opt = tiny_options(tmp_path, name='orphan', total_iter=100000, ckpt_freq=100000)
+    exp = tmp_path / 'experiments' / 'orphan'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'NGPU': '1', 'MASTER_PORT': '29757', 'PYTHONPATH': str(ROOT)}
+    launcher = subprocess.Popen([str(ROOT / 'train.sh'), str(opt)], cwd=ROOT, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.time() + 120
+        while _rows(exp / 'log' / 'losses.csv') < 2 and time.time() < deadline and launcher.poll() is None:
+            time.sleep(0.1)
+        assert _rows(exp / 'log' / 'losses.csv') >= 2, 'the run did not start training'
+        worker = int((exp / LOCK_NAME).read_text().split()[0])
+        assert worker != launcher.pid and _state(worker) is not None
+        os.kill(launcher.pid if target == 'script' else -launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        deadline = time.time() + 15
+        while _state(worker) is not None and time.time() < deadline:
+            time.sleep(0.1)
+        assert _state(worker) is None, 'the worker kept training after its launcher was killed'
+        rows = _rows(exp / 'log' / 'losses.csv')
+        time.sleep(1)
+        assert _rows(exp / 'log' / 'losses.csv') == rows
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        if worker is not None and _state(worker) is not None:
+            os.kill(worker, signal.SIGKILL)
+
+
+SLOW_SAVES = """import os, runpy, sys, time
+fsync = os.fsync
+def slow_fsync(fd):  # a checkpoint's temp file stays long enough to be killed while it is written
+    if '.ckpt_' in os.readlink(f'/proc/self/fd/{fd}'):
+        time.sleep(0.3)
+    fsync(fd)
+os.fsync = slow_fsync
+sys.argv = ['basicsr/train.py', '-opt', sys.argv[1]]
+runpy.run_path('basicsr/train.py', run_name='__main__')
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='finds the file being fsync\'ed in /proc')
+def test_random_sigkills_including_one_during_a_save_end_identical_to_the_straight_run(tmp_path):
+    import random
+    import signal
+    import time
+    from engine_helpers import ROOT, run_script
+    total, freq = 18, 3
+    extra = {'logger.keep_last': 10}
+    opt = tiny_options(tmp_path, name='run', total_iter=total, ckpt_freq=freq, extra=extra)
+    exp, ref = tmp_path / 'experiments' / 'run', tmp_path / 'straight'
+    done = run_script([PYTHON, 'basicsr/train.py', '-opt', str(opt)], cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    exp.rename(ref)  # the same options (and paths) again for the killed run, so checkpoints compare by bytes
+    states, csv_path = exp / 'training_states', exp / 'log' / 'losses.csv'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)}
+
+    def last_logged():
+        lines = csv_path.read_text().splitlines()[1:] if csv_path.exists() else []
+        return int(lines[-1].split(',')[0]) if lines else 0
+
+    rng = random.Random(11)
+    # each killed session waits for a logged iteration after its resume point (then a random delay), for the
+    # temp file of the checkpoint it is writing, or a random time after its start (possibly still starting)
+    for session, kind in enumerate(['iter', 'save', 'iter', 'time', 'iter']):
+        resumed = max((int(p.name[5:13]) for p in states.glob('ckpt_*.pth')), default=0)
+        log = tmp_path / f'session{session}.log'
+        proc = subprocess.Popen([PYTHON, '-c', SLOW_SAVES, str(opt)], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=open(log, 'w'))
+        deadline = time.time() + 120
+        if kind == 'iter':
+            target = f'iter:{resumed + freq + rng.randint(1, freq - 1):8,d},'  # after a checkpoint
+            while target not in log.read_text() and time.time() < deadline and proc.poll() is None:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 0.3))
+        elif kind == 'save':
+            target = states / f'.ckpt_{resumed + freq:08d}.pth.tmp{proc.pid}'
+            while not target.exists() and time.time() < deadline and proc.poll() is None:
+                time.sleep(0.002)
+        else:
+            time.sleep(rng.uniform(1, 5))
+        assert proc.poll() is None, f'session {session} ended before the kill ({kind})'
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (states / f'ckpt_{total:08d}.pth').exists(), 'the run finished before the kill'
+        if kind == 'save':
+            assert target.exists() and not (states / f'ckpt_{resumed + freq:08d}.pth.sha256').exists()
+    final = run_script([PYTHON, 'basicsr/train.py', '-opt', str(opt)], cwd=ROOT)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert 'resumed from' in final.stderr
+
+    assert csv_path.read_bytes() == (ref / 'log' / 'losses.csv').read_bytes()
+    names = sorted(p.name for p in states.iterdir())
+    assert names == sorted(p.name for p in (ref / 'training_states').iterdir())
+    assert len([n for n in names if n.endswith('.pth')]) == total // freq  # no temp files left
+    for name in names:
+        assert (states / name).read_bytes() == (ref / 'training_states' / name).read_bytes(), name
+    for path in (ref / 'models').iterdir():
+        assert (exp / 'models' / path.name).read_bytes() == path.read_bytes(), path.name
+    assert not list(exp.rglob('.*.tmp*'))
