@@ -146,6 +146,8 @@ def error_line(exc: BaseException) -> str:
     text = text[len('error: '):] if text.startswith('error: ') else text
     if not _expected(exc):
         text = f'unexpected {type(exc).__name__}: {text} (rerun with {DEBUG_FLAG} or {DEBUG_ENV}=1 for the traceback)'
+    if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1:  # under torchrun: which process failed
+        text = f"rank {os.environ.get('RANK', '?')}: {text}"
     return f'error: {text}'
 
 
