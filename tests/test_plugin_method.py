@@ -208,3 +208,17 @@ def test_swinir_model_pads_tests_and_validates_like_basicsr(tmp_path):
     assert model.metric_results['psnr'] == pytest.approx(np.mean(scores), abs=1e-9)
     assert model.best_metric_results['tiny_val']['psnr'] == {'better': 'higher', 'val': model.metric_results['psnr'],
                                                             'iter': 7}
+
+
+def test_import_flag_adds_modules_to_the_option_file_ones(tmp_path):
+    from basicsr.utils.cli_options import build_parser, load_options
+    path = plugin_options(tmp_path, {'imports': ['plugin_method.models', 'plugin_method.data']})
+    args = build_parser(is_train=True).parse_args(['-opt', str(path), '--import', 'plugin_method.archs',
+                                                   '--force_yml', 'logger:print_freq=5'])
+    opt = load_options(args, is_train=True, root=tmp_path)
+    assert opt['imports'] == ['plugin_method.models', 'plugin_method.data', 'plugin_method.archs']
+    assert opt['logger']['print_freq'] == 5
+    bad = build_parser(is_train=True).parse_args(['-opt', str(path), '--import', 'no_such_method'])
+    with pytest.raises(SystemExit) as exc:
+        load_options(bad, is_train=True, root=tmp_path)
+    assert exc.value.code == 2
