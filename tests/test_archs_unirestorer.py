@@ -433,3 +433,10 @@ def test_demo_instruction_mode_and_routing_record(tmp_path):
     assert fields['leaf_name'] in ('LightDark', 'HeavyDark') and fields['expert_type'] in ('RetinexFormer',
                                                                                            'DehazeFormer', 'Restormer')
     assert (tmp_path / 'out' / 'in_restored.png').is_file()
+
+
+def test_saving_extra_outputs_keeps_only_images(tiny):
+    from basicsr.engine.evaluator import extra_outputs
+    from basicsr.inference.pipeline import build_inference
+    outs = extra_outputs(build_inference(tiny), torch.rand(1, 3, 20, 24))
+    assert list(outs) == ['restored'] and outs['restored'].shape == (1, 3, 20, 24)

@@ -53,7 +53,7 @@ def settings_for_dataset(settings: Dict[str, Any], ds_opt: Dict[str, Any]) -> Di
 
 @torch.no_grad()
 def extra_outputs(pipeline: Any, lq: torch.Tensor, **conditions: Any) -> Dict[str, torch.Tensor]:
-    """All named outputs (stages, log-variance maps) of one whole-image pass of the pipeline's network,
+    """All named image outputs (stages, log-variance maps) of one whole-image pass of the pipeline's network,
     with the pipeline's centre crop and padding, cropped back; {} for single-output networks.
     ``conditions``: the network's extra inputs (see :mod:`basicsr.archs.conditions`)."""
     from basicsr.archs.outputs import NamedOutputs
@@ -69,7 +69,8 @@ def extra_outputs(pipeline: Any, lq: torch.Tensor, **conditions: Any) -> Dict[st
     if not isinstance(out, NamedOutputs):
         return {}
     size = tuple(lq.shape[-2:])
-    return {name: crop_back(t, size, t.shape[-2] // x.shape[-2]) for name, t in out.items()}
+    return {name: crop_back(t, size, t.shape[-2] // x.shape[-2]) for name, t in out.items()
+            if t.dim() == 4}  # images only (not UniRestorer's mu / logvar vectors or its aux loss)
 
 
 def side_by_side(lq: torch.Tensor, out: torch.Tensor, gt: Optional[torch.Tensor]) -> torch.Tensor:
