@@ -18,13 +18,16 @@ released ``model.pth`` loads strictly: it builds one WithBias Restormer too many
 haze / low-light / blur leaves to the neighbouring expert types (LightHaze -> Restormer, LightDark ->
 DehazeFormer, LightBlur -> RetinexFormer) and leaves a 23rd level-2 module (a NAFNetLocal) in the state dict
 that is never routed to. ``'intended'`` is the same tree with two experts of its parent's type under each of
-the haze, low-light and blur nodes and no spare module -- the default for models trained from scratch. Any
-tree is a list of nodes ``{level, parent, arch[, name]}`` listed level by level (pool ids = list positions).
+the haze, low-light and blur nodes and no spare module -- the tree to train from scratch (the class default
+stays ``'official'`` so that the released checkpoint and the official manifest build). Any tree is a list of
+nodes ``{level, parent, arch[, name]}`` listed level by level (pool ids = list positions).
 
 Differences from the official class (all documented choices):
 * instruction mode: ``skip_mask`` (leaves) and ``layer_skip_mask`` (levels) mask the leaf and the level
   probabilities respectively before the top-1 (the official code swaps them, which cannot run);
 * it runs on CPU (the official table is created with ``.to('cuda')``); the table is a non-persistent buffer;
+* ``daclip_lq`` is optional: by default the encoder's ``preprocess`` makes it from ``lq`` (the inference
+  pipeline makes it once from the whole image, see :meth:`UniRestorer.whole_image_inputs`);
 * experts and encoder are frozen (``requires_grad=False``) and stay in eval mode under ``train()``;
 * ``topk`` must be 1 (the official code only works with 1); ``embed_dim`` is the router width (official:
   stored, router hard-coded to 512, the only value it is used with). ``num_feat`` is accepted for the
