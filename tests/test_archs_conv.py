@@ -253,7 +253,7 @@ def _vectors():
 
 @pytest.mark.parametrize('path', _vectors(), ids=lambda p: p.stem)
 def test_parity_vector(path):
-    vec = torch.load(path, weights_only=False)
+    vec = torch.load(path, weights_only=True)
     net = build_network({'type': vec['type'], **vec['kwargs']})
     net.load_state_dict(vec['state_dict'], strict=True)
     net.eval()

@@ -41,7 +41,7 @@ def test_parity_vector(name):
     path = VECTORS / f'{name}.pt'
     if not path.is_file():
         pytest.skip(f'{path} not available')
-    vec = torch.load(path, weights_only=False)
+    vec = torch.load(path, weights_only=True)
     net = build_network({'type': vec['type'], **vec['kwargs']})
     net.load_state_dict(vec['state_dict'], strict=True)
     net.eval()
