@@ -129,9 +129,12 @@ class Restorer:
         lq = img2tensor(convert_channels(stored.colour, self.in_ch))
         notes = format_notes(stored, self.in_ch, self.keep_bit_depth)
         h, w = lq.shape[-2:]
-        if self.tlc_base is not None and h <= self.tlc_base[0] and w <= self.tlc_base[1]:
-            notes.append(f'--tlc changes nothing on this {h}x{w} image: its pooling window (base_size '
-                         f'{self.tlc_base[0]}x{self.tlc_base[1]}) covers the whole image')
+        part = (self.pipeline.tile or {}).get('size') or (self.pipeline.grids or {}).get('crop_size')
+        seen = (min(h, part), min(w, part)) if part else (h, w)  # what one network call sees
+        if self.tlc_base is not None and seen[0] <= self.tlc_base[0] and seen[1] <= self.tlc_base[1]:
+            where = f'{seen[0]}x{seen[1]} tiles of this image' if seen != (h, w) else f'this {h}x{w} image'
+            notes.append(f'--tlc changes nothing on {where}: its pooling window (base_size '
+                         f'{self.tlc_base[0]}x{self.tlc_base[1]}) covers the whole input of the network')
         if notes:
             print(f'warning: {path}: ' + '; '.join(notes), file=sys.stderr)
         clean_path = path.with_name(name + CLEAN_TAG + '.png')

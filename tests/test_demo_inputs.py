@@ -225,6 +225,12 @@ def test_tlc_says_when_it_changes_nothing_and_needs_a_size(tmp_path, capsys):
     _png(tmp_path / 's.png', np.random.default_rng(4).integers(0, 256, (20, 20, 3), dtype=np.uint8))
     main(['--input', str(tmp_path / 's.png'), '--output', str(tmp_path / 'o'), '--device', 'cpu', '--tlc'])
     assert '--tlc changes nothing on this 20x20 image' in capsys.readouterr().err
+    _png(tmp_path / 'big.png', np.random.default_rng(5).integers(0, 256, (112, 112, 3), dtype=np.uint8))
+    big = ['--input', str(tmp_path / 'big.png'), '--output', str(tmp_path / 'o'), '--device', 'cpu', '--tlc']
+    main(big)
+    assert 'changes nothing' not in capsys.readouterr().err  # 112 px > the 96 px window of 64 px training
+    main(big + ['--tile', '48', '--tile-overlap', '16'])
+    assert '--tlc changes nothing on 48x48 tiles of this image' in capsys.readouterr().err
     net = {'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1], 'middle_blk_num': 1, 'dec_blk_nums': [1]}
     from basicsr.archs import build_network
     torch.save({'params': build_network(net).state_dict()}, tmp_path / 'n.pth')
