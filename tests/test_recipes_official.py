@@ -15,6 +15,8 @@ copied here):
   DSRIR ``utils/dataset_RGB.py``, PromptIR ``utils/image_utils.random_augmentation``), classified into the 8 flips/
   rotations: MPRNet and DSRIR identity 0.2200, others 0.110-0.113 (randint(0, 8), identity twice: 2/9, 1/9);
   PromptIR never the identity, others 0.141-0.146 (randint(1, 7): 1/7).
+- Colour: MPRNet ``Deblurring/dataset_RGB.py`` with torchvision's PIL ``adjust_saturation`` (ImageEnhance.Color):
+  the saturation changes in 32.9 % of 30,000 samples.
 - MixUp: 64,000 lambdas of MPRNet's ``MixUp_AUG`` (Beta(0.6, 0.6), one per sample): mean 0.4992, variance 0.1133,
   P(lambda < 0.1) = 0.1759 (exact Beta(0.6, 0.6): 0.1760; the former recipe's Beta(1.2, 1.2): 0.0766).
 """
@@ -146,6 +148,50 @@ def test_augmentation_probabilities_match_the_official_loaders(tmp_path, name, i
     tol = 5 * math.sqrt(2 / 9 * 7 / 9 / draws)  # 5 binomial standard errors (0.031)
     assert freq[0] == pytest.approx(identity, abs=tol)
     assert freq[1:] == pytest.approx([other] * 7, abs=tol)
+
+
+def test_saturation_jitter_is_pil_color_enhance_bit_for_bit():
+    pil = pytest.importorskip('PIL.Image')  # torchvision's adjust_saturation on PIL images is ImageEnhance.Color
+    from PIL import ImageEnhance
+
+    from basicsr.data.transforms import adjust_saturation
+    rng = np.random.default_rng(0)
+    for factor in [0.8, 0.93, 1.0, 1.07, 1.2, 0.0, 1.5, 2.5]:
+        img = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+        expected = np.asarray(ImageEnhance.Color(pil.fromarray(img)).enhance(factor))
+        np.testing.assert_array_equal(adjust_saturation(img, factor), expected, err_msg=str(factor))
+
+
+@pytest.mark.parametrize('name, changed', [('MPRNet/MPRNet_Deblurring.yml', 0.329), ('MPRNet/MPRNet_Deraining.yml', 0.0),
+                                           ('MPRNet/MPRNet_Denoising.yml', 0.0)])
+def test_mprnet_colour_jitter_frequency_matches_the_official_loaders(tmp_path, name, changed):
+    """Official Deblurring/dataset_RGB.py (run outside, 30,000 draws on an 8 x 8 image, torchvision's PIL
+    adjust_saturation): the colours change in 32.9 % of the samples (randint(0, 2) == 1, factor 1 + U(-0.2, 0.2));
+    the deraining and denoising loaders never change them."""
+    from basicsr.data import build_dataset
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    for sub in ('gt', 'lq'):
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / 'a.png'), img[..., ::-1])
+    opt = _train(name)['datasets']['train']
+    keys = ('use_hflip', 'use_rot', 'aug_identity_weight', 'saturation_jitter')
+    ds = build_dataset({'name': 'sat', 'type': 'PairedImageDataset', 'phase': 'train', 'gt_size': 8,
+                        'dataroot_gt': str(tmp_path / 'gt'), 'dataroot_lq': str(tmp_path / 'lq'),
+                        'cache_images': True, **{k: opt[k] for k in keys if k in opt}})
+    ds.set_seed(0)
+    ref = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)
+
+    def canonical(t):  # flips and rotations do not count as a colour change
+        views = [torch.rot90(t.flip(-1) if f else t, k, dims=(-2, -1)) for f in (0, 1) for k in range(4)]
+        return min(views, key=lambda v: v.flatten().tolist())
+    base, draws = canonical(ref), 3000
+    hits = 0
+    for epoch in range(draws):
+        sample = ds[(0, epoch)]
+        hits += not torch.equal(canonical(sample['gt']), base)
+        assert torch.equal(sample['gt'], sample['lq'])  # one factor for input and target
+    tol = 5 * math.sqrt(1 / 3 * 2 / 3 / draws)  # 5 binomial standard errors (0.043)
+    assert hits / draws == pytest.approx(changed, abs=tol)
 
 
 def test_dsrir_crops_every_sample_of_a_batch_independently():

@@ -47,7 +47,9 @@ class RestorationDataset(Dataset, ABC):
     ``color`` ('rgb' or 'y': BasicSR's Y-channel training on the BT.601 luma of RGB images),
     ``cache_images`` (keep decoded images in memory), ``pad_to_gt_size`` (mirror-pad training images smaller
     than ``gt_size`` instead of raising; on by default for Restormer's ``Dataset_*`` type names),
-    ``aug_identity_weight`` (see :func:`~basicsr.data.transforms.augment`: 2 for MPRNet/DSRIR, 0 for PromptIR).
+    ``aug_identity_weight`` (see :func:`~basicsr.data.transforms.augment`: 2 for MPRNet/DSRIR, 0 for PromptIR),
+    ``saturation_jitter: {prob, max_change}`` (MPRNet deblurring's colour augmentation on uint8 RGB pairs, see
+    :func:`~basicsr.data.transforms.saturation_jitter`).
     """
 
     def __init__(self, opt: Dict[str, Any]) -> None:
@@ -77,6 +79,7 @@ class RestorationDataset(Dataset, ABC):
             self.use_hflip = bool(opt.get('use_hflip', opt.get('use_flip', both)))
             self.use_rot = bool(opt.get('use_rot', both))
             self.identity_weight = int(opt.get('aug_identity_weight', 1))
+            self.saturation_jitter = _saturation_option(opt.get('saturation_jitter'), self.owner)
             if self.identity_weight != 1 and not (self.use_hflip and self.use_rot and self.identity_weight >= 0):
                 raise DataError(f"{self.owner}: option 'aug_identity_weight' ({opt['aug_identity_weight']!r}) needs "
                                 f'use_hflip and use_rot true and must be >= 0')
@@ -136,7 +139,8 @@ class RestorationDataset(Dataset, ABC):
                      align: bool = True) -> Tuple[np.ndarray, np.ndarray]:
         """Align GT to LQ (SR benchmark sizes) and, in training, pad/crop/augment the pair alike; size
         problems become a :class:`DataError` naming both files."""
-        from basicsr.data.transforms import align_gt_to_lq, augment, pad_to_patch, paired_random_crop
+        from basicsr.data.transforms import (align_gt_to_lq, augment, pad_to_patch, paired_random_crop,
+                                             saturation_jitter)
         try:
             if align:
                 gt = align_gt_to_lq(gt, lq, self.scale, gt_path, lq_path)
@@ -146,6 +150,8 @@ class RestorationDataset(Dataset, ABC):
                 gt, lq = paired_random_crop(gt, lq, self.gt_size, self.scale, gt_path, rng, lq_path)
                 gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng,
                                  identity_weight=self.identity_weight)
+                if self.saturation_jitter:
+                    gt, lq = saturation_jitter([gt, lq], rng, **self.saturation_jitter)
         except ValueError as exc:
             raise DataError(str(exc)) from None
         return gt, lq
@@ -187,3 +193,15 @@ class RestorationDataset(Dataset, ABC):
                                self.owner, i % n, exc, (i + 1) % n)
         raise DataError(f'{self.owner}: skip_bad gave up after {min(n, _MAX_BAD_IN_A_ROW)} bad samples in a row '
                         f'starting at index {index % n}; first error: {first_error}')
+
+
+def _saturation_option(value: Any, owner: str) -> Optional[Dict[str, float]]:
+    """``saturation_jitter: {prob, max_change}`` checked, or None when not set."""
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and set(value) == {'prob', 'max_change'}
+            and all(isinstance(v, (int, float)) for v in value.values())
+            and 0 <= value['prob'] <= 1 and value['max_change'] >= 0):
+        raise DataError(f"{owner}: option 'saturation_jitter' must be {{prob: p in [0, 1], max_change: m >= 0}} "
+                        f'(MPRNet deblurring: prob 0.3333333333333333, max_change 0.2), got {value!r}')
+    return {'prob': float(value['prob']), 'max_change': float(value['max_change'])}

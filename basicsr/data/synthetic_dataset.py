@@ -10,7 +10,7 @@ from basicsr.data.base_dataset import RestorationDataset
 from basicsr.data.data_util import DataError
 from basicsr.data.degradations import build_degradations
 from basicsr.data.image_source import ImageSource, backend_type, list_sources
-from basicsr.data.transforms import augment, pad_to_patch, paired_random_crop
+from basicsr.data.transforms import augment, pad_to_patch, paired_random_crop, saturation_jitter
 from basicsr.utils.img_util import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
@@ -90,6 +90,8 @@ class SyntheticDegradationDataset(RestorationDataset):
             except ValueError as exc:
                 raise DataError(str(exc)) from None
             gt = augment(gt, self.use_hflip, self.use_rot, rng, identity_weight=self.identity_weight)
+            if self.saturation_jitter:
+                gt = saturation_jitter([gt], rng, **self.saturation_jitter)[0]
         else:
             rng = self.eval_rng(name)
         gt = self.finalize(gt, path)

@@ -198,3 +198,26 @@ def augment_like_basicsr(imgs: Images, hflip: bool = True, rotation: bool = True
     if return_status:
         result.append((do_h, do_v, do_t))
     return result[0] if len(result) == 1 else tuple(result)
+
+
+def adjust_saturation(img: np.ndarray, factor: float) -> np.ndarray:
+    """PIL's ``ImageEnhance.Color(img).enhance(factor)`` (torchvision's ``adjust_saturation`` on PIL images) on a
+    uint8 RGB HWC array, bit for bit: blend the image with its ITU-R 601 luma (PIL's rounded integer
+    ``L`` conversion) in float32, truncated to uint8 and, for factors outside [0, 1], clipped first."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f'saturation jitter needs uint8 RGB images (H, W, 3), got {img.dtype} {img.shape}')
+    r, g, b = (img[..., i].astype(np.int64) for i in range(3))
+    luma = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.float32)[..., None]
+    out = luma + np.float32(factor) * (img.astype(np.float32) - luma)
+    if not 0 <= factor <= 1:
+        out = np.clip(out, 0, 255)
+    return out.astype(np.uint8)
+
+
+def saturation_jitter(imgs: List[np.ndarray], rng: np.random.Generator, prob: float,
+                      max_change: float) -> List[np.ndarray]:
+    """MPRNet's colour augmentation (``Deblurring/dataset_RGB.py``): with probability ``prob`` scale the
+    saturation of all images by one factor ``1 + U(-max_change, max_change)`` (:func:`adjust_saturation`).
+    Both numbers are drawn every time, so the stream does not depend on the outcome."""
+    apply, factor = rng.random() < prob, 1 + max_change * (1 - 2 * rng.random())
+    return [adjust_saturation(im, factor) for im in imgs] if apply else list(imgs)

@@ -180,7 +180,9 @@ DATASET_KEYS = {
     'meta_info_file': Key(OPT_STR, path=True), 'filename_tmpl': Key(str), 'io_backend': Key(dict, open_children=True),
     # crops and augmentation
     'gt_size': Key((int, type(None))), 'use_flip': Key(bool), 'use_hflip': Key(bool), 'use_rot': Key(bool),
-    'geometric_augs': Key(bool), 'aug_identity_weight': Key(int), 'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
+    'geometric_augs': Key(bool), 'aug_identity_weight': Key(int),
+    'saturation_jitter': Key((dict, type(None)), open_children=True, children={}),
+    'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
     'skip_bad': Key(bool), 'cache_images': Key(bool), 'pad_to_gt_size': Key(bool),
     # Restormer progressive training
     'mini_batch_sizes': Key(list), 'iters': Key(list), 'gt_sizes': Key(list),
