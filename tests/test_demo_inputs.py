@@ -1,6 +1,7 @@
 """demo.py on folders a user really has: bad files among good ones, gray / RGBA / 16-bit images, tiny images,
 the output folder being the input folder; small inputs through the padding helpers; --tlc and --help defaults."""
 import hashlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -350,3 +351,24 @@ def test_evaluate_scores_no_image_twice_when_one_is_unreadable(tmp_path):
     res = evaluate(lambda x: x, ds, {'profile': 'basicsr_rgb'}, torch.device('cpu'), pbar=False)
     assert [r['name'] for r in res['images']] == ['a', 'c']
     assert [s['name'] for s in res['skipped']] == ['b'] and 'b.png' in res['skipped'][0]['reason']
+
+
+def test_validation_during_training_skips_bad_samples_and_says_so(tmp_path):
+    import json
+
+    from basicsr.engine.trainer import Trainer
+    from basicsr.utils.options import parse_options
+    from engine_helpers import tiny_options
+    gt, lq = _pairs_with_problems(tmp_path / 'data')
+    val = {'name': 'pairs', 'type': 'PairedImageDataset', 'dataroot_gt': str(gt), 'dataroot_lq': str(lq),
+           'skip_bad': True}
+    path = tiny_options(tmp_path, name='sb', total_iter=2, ckpt_freq=2, gt_size=16, val=True,
+                        extra={'datasets.val': val, 'val.val_freq': 2})
+    opt = parse_options(path, [], is_train=True)
+    Trainer(opt).train()
+    root = Path(opt['path']['experiments_root'])
+    metrics = json.loads((root / 'val_results' / 'metrics.json').read_text())
+    (entry, ) = metrics.values()
+    assert entry['num_images'] == 2 and entry['num_skipped'] == 3
+    log = '\n'.join(p.read_text() for p in (root / 'log').glob('*.log'))
+    assert '2 images scored, 3 skipped (skip_bad): e, d, b' in log

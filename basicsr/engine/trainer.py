@@ -263,6 +263,10 @@ class Trainer:
         metric_opts = self.opt['val'].get('metrics') or {}
         weights = 'EMA weights (net_g_ema)' if getattr(self.model, 'net_g_ema', None) is not None else 'net_g'
         msg = [f'validation {name} @ {self.iter} ({res["metric_spec"]}; scores the {weights}):']
+        if res.get('skipped'):
+            from basicsr.data.data_util import preview
+            msg.append(f'  {len(res["images"])} images scored, {len(res["skipped"])} skipped (skip_bad): '
+                       f'{preview(s["name"] for s in res["skipped"])}')
         for metric, value in res['mean'].items():
             better = (metric_opts.get(metric) or {}).get('better', 'higher')
             best = self.best.setdefault(name, {}).get(metric)
