@@ -372,3 +372,15 @@ def test_validation_during_training_skips_bad_samples_and_says_so(tmp_path):
     assert entry['num_images'] == 2 and entry['num_skipped'] == 3
     log = '\n'.join(p.read_text() for p in (root / 'log').glob('*.log'))
     assert '2 images scored, 3 skipped (skip_bad): e, d, b' in log
+
+
+def test_classifier_validation_passes_over_skipped_samples(tmp_path):
+    from test_models_classifier import classifier_options
+
+    from basicsr.models import build_model
+    from basicsr.utils.options import parse_options
+    model = build_model(parse_options(classifier_options(tmp_path), is_train=True))
+    items = [{'skipped': "image file 'x.png' is empty (0 bytes)", 'name': 'x.png'},
+             {'lq': torch.rand(3, 16, 16), 'task': 1, 'task_name': 'dark', 'lq_path': 'a.png'}]
+    res = model.validate(items, {'pbar': False})
+    assert [r['name'] for r in res['images']] == ['a']

@@ -91,6 +91,8 @@ class ClassifierModel(ImageRestorationModel):
         for idx in tqdm(range(rank, len(dataset), world), desc=desc, unit='img',
                         disable=not val_opt.get('pbar', True) or rank != 0):
             item = dataset[idx]
+            if 'skipped' in item:  # skip_bad: an unreadable sample, already logged by the dataset
+                continue
             if 'task' not in item:
                 raise KeyError(f"{desc}: image {idx} has no 'task' label; validate the classifier on a "
                                'MultiTaskDataset')
