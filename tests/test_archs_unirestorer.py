@@ -440,3 +440,18 @@ def test_saving_extra_outputs_keeps_only_images(tiny):
     from basicsr.inference.pipeline import build_inference
     outs = extra_outputs(build_inference(tiny), torch.rand(1, 3, 20, 24))
     assert list(outs) == ['restored'] and outs['restored'].shape == (1, 3, 20, 24)
+
+
+def test_tiny_vector_routes_every_sample_like_the_official_code(shared_dir):
+    vec = torch.load(shared_dir / 'reference/parity/UniRestorer__tiny_small.pt', map_location='cpu', weights_only=True)
+    net = build_network({'type': vec['type'], **vec['kwargs']})
+    net.load_state_dict({k: v.contiguous() for k, v in vec['state_dict'].items()}, strict=True)
+    net.eval()
+    cases = [vec['inputs']] + [c['inputs'] for c in vec['extra_cases']]
+    routing = vec['meta']['routing']
+    assert len(routing) == len(cases)
+    for inputs, official in zip(cases, routing):
+        with torch.no_grad():
+            net(*inputs['args'])
+        got = [(s['leaf'], s['level'], s['expert'], s['expert_type']) for s in net.describe_routing()]
+        assert got == [(s['leaf'], s['level'], s['expert'], s['expert_class']) for s in official['per_sample']]
