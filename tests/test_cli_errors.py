@@ -95,7 +95,7 @@ def test_demo_checkpoint_of_another_network(tmp_path, tiny_weights, capsys):
     one_line(err, 'wide.pth')
 
 
-@pytest.mark.parametrize('kind', ['pickled_object', 'garbage', 'unreadable'])
+@pytest.mark.parametrize('kind', ['pickled_object', 'garbage', 'truncated', 'unreadable'])
 def test_demo_refused_or_unreadable_weights(tmp_path, tiny_weights, capsys, kind):
     opt, good = tiny_weights
     weights = tmp_path / f'{kind}.pth'
@@ -103,6 +103,8 @@ def test_demo_refused_or_unreadable_weights(tmp_path, tiny_weights, capsys, kind
         torch.save({'params': torch.load(good)['params'], 'args': ValueError('x')}, weights)
     elif kind == 'garbage':
         weights.write_bytes(os.urandom(256))
+    elif kind == 'truncated':
+        weights.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
     else:
         weights.write_bytes(good.read_bytes())
         weights.chmod(0)
