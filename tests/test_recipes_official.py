@@ -17,6 +17,7 @@ copied here):
   PromptIR never the identity, others 0.141-0.146 (randint(1, 7): 1/7).
 - Colour: MPRNet ``Deblurring/dataset_RGB.py`` with torchvision's PIL ``adjust_saturation`` (ImageEnhance.Color):
   the saturation changes in 32.9 % of 30,000 samples.
+- Trim: PromptIR ``crop_img(base=16)`` on 40 x 37 and 130 x 147 images keeps rows/columns from (4, 2) and (1, 1).
 - MixUp: 64,000 lambdas of MPRNet's ``MixUp_AUG`` (Beta(0.6, 0.6), one per sample): mean 0.4992, variance 0.1133,
   P(lambda < 0.1) = 0.1759 (exact Beta(0.6, 0.6): 0.1760; the former recipe's Beta(1.2, 1.2): 0.0766).
 """
@@ -192,6 +193,32 @@ def test_mprnet_colour_jitter_frequency_matches_the_official_loaders(tmp_path, n
         assert torch.equal(sample['gt'], sample['lq'])  # one factor for input and target
     tol = 5 * math.sqrt(1 / 3 * 2 / 3 / draws)  # 5 binomial standard errors (0.043)
     assert hits / draws == pytest.approx(changed, abs=tol)
+
+
+@pytest.mark.parametrize('h, w, top, left', [(40, 37, 4, 2), (130, 147, 1, 1)])
+def test_promptir_crops_come_from_the_centre_trimmed_image(tmp_path, h, w, top, left):
+    """PromptIR utils/image_utils.crop_img(base=16), run outside on H x W images, keeps rows top.. and columns
+    left.. of the largest multiple of 16: (4, 2) for 40 x 37, (1, 1) for 130 x 147."""
+    from basicsr.data import build_dataset
+    opt = _train('AllInOne/PromptIR_3task.yml')['datasets']['train']
+    assert opt['trim_to_multiple'] == 16
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing='ij')
+    img = np.stack([rows, cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)  # pixel = its own position
+    for sub in ('gt', 'lq'):
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / 'a.png'), img[..., ::-1])
+    size = 32 if h == 40 else 128
+    ds = build_dataset({'name': 'trim', 'type': 'PairedImageDataset', 'phase': 'train', 'gt_size': size,
+                        'dataroot_gt': str(tmp_path / 'gt'), 'dataroot_lq': str(tmp_path / 'lq'),
+                        'trim_to_multiple': opt['trim_to_multiple']})
+    ds.set_seed(0)
+    starts = set()
+    for epoch in range(200):
+        gt = (ds[(0, epoch)]['gt'] * 255).round().long()
+        starts.add((int(gt[0, 0, 0]), int(gt[1, 0, 0])))
+    trimmed_h, trimmed_w = h - h % 16, w - w % 16
+    assert {r for r, _ in starts} == set(range(top, top + trimmed_h - size + 1))
+    assert {c for _, c in starts} == set(range(left, left + trimmed_w - size + 1))
 
 
 def test_dsrir_crops_every_sample_of_a_batch_independently():

@@ -49,7 +49,8 @@ class RestorationDataset(Dataset, ABC):
     than ``gt_size`` instead of raising; on by default for Restormer's ``Dataset_*`` type names),
     ``aug_identity_weight`` (see :func:`~basicsr.data.transforms.augment`: 2 for MPRNet/DSRIR, 0 for PromptIR),
     ``saturation_jitter: {prob, max_change}`` (MPRNet deblurring's colour augmentation on uint8 RGB pairs, see
-    :func:`~basicsr.data.transforms.saturation_jitter`).
+    :func:`~basicsr.data.transforms.saturation_jitter`), ``trim_to_multiple`` (PromptIR: trim each training pair to
+    a multiple of 16 around its centre before the crop).
     """
 
     def __init__(self, opt: Dict[str, Any]) -> None:
@@ -80,6 +81,10 @@ class RestorationDataset(Dataset, ABC):
             self.use_rot = bool(opt.get('use_rot', both))
             self.identity_weight = int(opt.get('aug_identity_weight', 1))
             self.saturation_jitter = _saturation_option(opt.get('saturation_jitter'), self.owner)
+            self.trim_to_multiple = int(opt.get('trim_to_multiple') or 0)
+            if self.trim_to_multiple < 0 or (self.trim_to_multiple and self.scale != 1):
+                raise DataError(f"{self.owner}: option 'trim_to_multiple' must be a positive integer and needs "
+                                f"scale 1, got {opt.get('trim_to_multiple')!r} with scale {self.scale}")
             if self.identity_weight != 1 and not (self.use_hflip and self.use_rot and self.identity_weight >= 0):
                 raise DataError(f"{self.owner}: option 'aug_identity_weight' ({opt['aug_identity_weight']!r}) needs "
                                 f'use_hflip and use_rot true and must be >= 0')
@@ -139,12 +144,14 @@ class RestorationDataset(Dataset, ABC):
                      align: bool = True) -> Tuple[np.ndarray, np.ndarray]:
         """Align GT to LQ (SR benchmark sizes) and, in training, pad/crop/augment the pair alike; size
         problems become a :class:`DataError` naming both files."""
-        from basicsr.data.transforms import (align_gt_to_lq, augment, pad_to_patch, paired_random_crop,
+        from basicsr.data.transforms import (align_gt_to_lq, augment, center_trim, pad_to_patch, paired_random_crop,
                                              saturation_jitter)
         try:
             if align:
                 gt = align_gt_to_lq(gt, lq, self.scale, gt_path, lq_path)
             if self.phase == 'train':
+                if self.trim_to_multiple:
+                    gt, lq = center_trim([gt, lq], self.trim_to_multiple)
                 if self.pad_to_gt_size:
                     gt, lq = pad_to_patch(gt, lq, self.gt_size, self.scale)
                 gt, lq = paired_random_crop(gt, lq, self.gt_size, self.scale, gt_path, rng, lq_path)

@@ -37,8 +37,8 @@ from basicsr.utils.registry import DATASET_REGISTRY, RegistryError
 
 # options of the multi-task block that every task inherits unless it sets them itself
 INHERITED_KEYS = ('phase', 'gt_size', 'use_flip', 'use_hflip', 'use_rot', 'geometric_augs', 'aug_identity_weight',
-                  'saturation_jitter', 'scale', 'in_ch', 'color', 'cache_images', 'pad_to_gt_size', 'skip_bad',
-                  'io_backend', 'noise_seed')
+                  'saturation_jitter', 'trim_to_multiple', 'scale', 'in_ch', 'color', 'cache_images',
+                  'pad_to_gt_size', 'skip_bad', 'io_backend', 'noise_seed')
 # keys that describe the task itself rather than its dataset
 TASK_KEYS = ('name', 'label', 'repeat')
 # loader-level keys belong to the multi-task block only

@@ -10,7 +10,7 @@ from basicsr.data.base_dataset import RestorationDataset
 from basicsr.data.data_util import DataError
 from basicsr.data.degradations import build_degradations
 from basicsr.data.image_source import ImageSource, backend_type, list_sources
-from basicsr.data.transforms import augment, pad_to_patch, paired_random_crop, saturation_jitter
+from basicsr.data.transforms import augment, center_trim, pad_to_patch, paired_random_crop, saturation_jitter
 from basicsr.utils.img_util import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
@@ -83,6 +83,8 @@ class SyntheticDegradationDataset(RestorationDataset):
         gt = self.read(source, name)
         if self.phase == 'train':
             try:
+                if self.trim_to_multiple:
+                    gt = center_trim([gt], self.trim_to_multiple)[0]
                 if self.pad_to_gt_size:
                     gt, _ = pad_to_patch(gt, gt, self.gt_size, 1)
                 # one image on both sides: a plain random crop that shares the paired crop's checks

@@ -221,3 +221,11 @@ def saturation_jitter(imgs: List[np.ndarray], rng: np.random.Generator, prob: fl
     Both numbers are drawn every time, so the stream does not depend on the outcome."""
     apply, factor = rng.random() < prob, 1 + max_change * (1 - 2 * rng.random())
     return [adjust_saturation(im, factor) for im in imgs] if apply else list(imgs)
+
+
+def center_trim(imgs: List[np.ndarray], multiple: int) -> List[np.ndarray]:
+    """Trim HWC images of one size to the largest multiple of ``multiple`` in height and width, keeping the
+    centre (PromptIR's ``crop_img``: ``h % m`` rows removed, ``(h % m) // 2`` of them at the top)."""
+    h, w = imgs[0].shape[:2]
+    top, left = (h % multiple) // 2, (w % multiple) // 2
+    return [im[top:top + h - h % multiple, left:left + w - w % multiple] for im in imgs]
