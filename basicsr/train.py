@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ''):  # run as a script: import the package from the repository, not basicsr/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -34,14 +35,46 @@ def main(argv=None, root=None) -> dict:
         opt['path']['tb_logger'] = str(Path(root) / 'tb_logger' / opt['name'])
     init_dist_from_env(opt['dist_params'].get('backend'), opt['dist_params'].get('timeout_minutes', 30))
     add_dist_keys(opt)
-    from basicsr.engine.trainer import Trainer
     try:
         if opt.get('sequential'):  # MiOIR sequential learning: one run per stage, see basicsr/engine/sequential.py
             from basicsr.engine.sequential import train_sequential
             return train_sequential(opt)[-1].losses
-        return Trainer(opt).train()
+        return start_trainer(opt).train()
     finally:
         cleanup()
+
+
+def start_trainer(opt: dict) -> Any:
+    """``Trainer(opt)``. When setting up a new run fails (unreadable data, a checkpoint of another network), the
+    run folder it had just made is removed again: a run that could not start leaves no partial output."""
+    from basicsr.engine.trainer import Trainer
+    from basicsr.utils.dist import get_dist_info
+    exp_root = Path(opt['path']['experiments_root'])
+    existed = exp_root.exists()
+    try:
+        return Trainer(opt)
+    except Exception:
+        if not existed and get_dist_info()[0] == 0:
+            _discard_run_folder(exp_root)
+        raise
+
+
+def _discard_run_folder(exp_root: Path) -> None:
+    """Remove ``exp_root`` (made by this process) unless another trainer's lock is in it."""
+    import logging
+    import os
+    import shutil
+
+    from basicsr.engine.run_guard import LOCK_NAME
+    lock = exp_root / LOCK_NAME
+    if lock.is_file() and lock.read_text().split()[:1] != [str(os.getpid())]:
+        return
+    logger = logging.getLogger('basicsr')
+    for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)
+                    and Path(h.baseFilename).is_relative_to(exp_root.resolve())]:
+        logger.removeHandler(handler)
+        handler.close()
+    shutil.rmtree(exp_root, ignore_errors=True)
 
 
 def train_pipeline(root_path: str) -> dict:

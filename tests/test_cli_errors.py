@@ -313,3 +313,27 @@ def test_option_file_that_is_a_folder(tmp_path, capsys):
     code, err = run(main, ['-opt', str(tmp_path)], capsys)
     assert code == 2
     one_line(err, str(tmp_path), 'is a folder')
+
+
+@pytest.mark.parametrize('fault', ['empty_data', 'wrong_checkpoint'])
+def test_train_that_cannot_start_leaves_no_run_folder(tmp_path, capsys, fault):
+    """Bad data or a checkpoint of another network: one line, status 2, and the new run folder is gone again."""
+    from basicsr.archs import build_network
+    from basicsr.train import main
+    opt = tiny_options(tmp_path, name='nostart', total_iter=2)
+    if fault == 'empty_data':
+        (tmp_path / 'empty').mkdir()
+        extra = [f'datasets.train.dataroot_gt={tmp_path / "empty"}']
+        name = 'empty'
+    else:
+        torch.save({'params': build_network(TINY_NET).state_dict()}, tmp_path / 'other.pth')
+        extra = [f'path.pretrain_network_g={tmp_path / "other.pth"}']
+        name = 'other.pth'
+    code, err = run(main, ['-opt', str(opt), '--set', *extra], capsys)
+    assert code == 2
+    one_line(err, name)
+    assert not (tmp_path / 'experiments' / 'nostart').exists()
+    # an existing run folder is never removed
+    (tmp_path / 'experiments' / 'nostart').mkdir(parents=True)
+    code, err = run(main, ['-opt', str(opt), '--set', *extra], capsys)
+    assert code == 2 and (tmp_path / 'experiments' / 'nostart' / 'log').is_dir()
