@@ -455,3 +455,13 @@ def test_tiny_vector_routes_every_sample_like_the_official_code(shared_dir):
             net(*inputs['args'])
         got = [(s['leaf'], s['level'], s['expert'], s['expert_type']) for s in net.describe_routing()]
         assert got == [(s['leaf'], s['level'], s['expert'], s['expert_class']) for s in official['per_sample']]
+
+
+def test_official_test_recipe_parses_with_an_instruction():
+    from basicsr.utils.options import parse_options
+    path = ROOT / 'options' / 'test' / 'UniRestorer' / 'UniRestorer_official.yml'
+    opt = parse_options(path, overrides=['test.instruction=Derain'], is_train=False, check_paths=False, root=ROOT)
+    assert opt['network_g'] == {'type': 'UniRestorer', 'num_experts': [1, 7, 22]}
+    assert opt['test']['instruction'] == 'Derain' and opt['path']['strict_load_g'] is True
+    with pytest.raises(ValueError, match="'test.instruction' must be str or null"):
+        parse_options(path, overrides=['test.instruction=[1, 2]'], is_train=False, check_paths=False, root=ROOT)
