@@ -36,6 +36,7 @@ def _bad_folder(folder):
     return folder
 
 
+@pytest.mark.slow  # a subprocess, as a user runs it
 def test_folder_with_bad_files_restores_the_good_ones_and_exits_1(tmp_path):
     inp, out = _bad_folder(tmp_path / 'in'), tmp_path / 'out'
     before = _digest(inp)
@@ -53,6 +54,7 @@ def test_folder_with_bad_files_restores_the_good_ones_and_exits_1(tmp_path):
     assert _digest(inp) == before
 
 
+@pytest.mark.slow  # a subprocess, as a user runs it
 def test_one_bad_file_given_directly_is_a_one_line_error(tmp_path):
     bad = tmp_path / 'x.png'
     bad.write_bytes(b'')
@@ -283,6 +285,7 @@ def _pairs_with_problems(root):
     return root / 'gt', root / 'lq'
 
 
+@pytest.mark.slow  # a subprocess, as a user runs it
 def test_test_py_skip_bad_skips_unreadable_and_unpaired_images_and_scores_each_once(tmp_path):
     import csv
     import json
