@@ -223,9 +223,10 @@ def test_perceptual_loss_values_and_gradients(vgg_file):
     loss = build_loss({'type': 'PerceptualLoss', 'vgg_weights_path': str(vgg_file),
                        'layer_weights': {'relu1_1': 0.5, 'conv2_2': 1.0}})
     x, y = _pair((2, 3, 16, 16))
-    assert loss(y, y).item() == 0.0
+    assert loss(y, y)[0].item() == 0.0
     x.requires_grad_(True)
-    value = loss(x, y)
+    value, style = loss(x, y)  # BasicSR's (perceptual, style) pair; no style weight -> None
+    assert style is None
     feats_x = loss.vgg(x, ['relu1_1', 'conv2_2'])
     feats_y = loss.vgg(y, ['relu1_1', 'conv2_2'])
     expected = 0.5 * (feats_x['relu1_1'] - feats_y['relu1_1']).abs().mean() + \
@@ -234,7 +235,7 @@ def test_perceptual_loss_values_and_gradients(vgg_file):
     value.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     per_image = build_loss({'type': 'PerceptualLoss', 'vgg_weights_path': str(vgg_file), 'reduction': 'none',
-                            'layer_weights': {'relu1_1': 0.5, 'conv2_2': 1.0}})(x.detach(), y)
+                            'layer_weights': {'relu1_1': 0.5, 'conv2_2': 1.0}})(x.detach(), y)[0]
     assert per_image.shape == (2,) and per_image.mean().item() == pytest.approx(value.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown VGG19 layer.*'relu9_9'"):
         build_loss({'type': 'PerceptualLoss', 'vgg_weights_path': str(vgg_file), 'layer_weights': {'relu9_9': 1}})

@@ -2,7 +2,7 @@
 
 Both need ImageNet VGG19 weights from a local file (``vgg_weights_path``); see :mod:`basicsr.losses.vgg`.
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -54,9 +54,9 @@ class PerceptualLoss(WeightedLoss):
         loss_weight, reduction: 'mean' -> the weighted sum; 'none' -> the same per image, a (B,) tensor
             ('fro' is per image then too); 'sum' -> the sum of those per-image values.
 
-    Returns one tensor, ``loss_weight * (perceptual_weight * perceptual + style_weight * style)``; BasicSR
-    returns the pair ``(perceptual, style)`` (its SRModel adds them up the same way). The target's features
-    are detached; gradients reach ``pred`` through the frozen VGG.
+    Returns BasicSR's pair ``(loss_weight * perceptual_weight * perceptual, loss_weight * style_weight * style)``,
+    an entry None when its weight is 0 (models written for BasicSR unpack it; the toolbox's loss terms add the
+    two up). The target's features are detached; gradients reach ``pred`` through the frozen VGG.
     """
 
     def __init__(self, layer_weights: Optional[Dict[str, float]] = None, vgg_type: str = 'vgg19',
@@ -84,7 +84,7 @@ class PerceptualLoss(WeightedLoss):
         return _feature_distance(a, b, self.criterion, per_image)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-                **kwargs) -> torch.Tensor:
+                **kwargs) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         check_same_shape(pred, target, 'PerceptualLoss')
         if weight is not None:
             raise ValueError('PerceptualLoss does not take element weights (weight=...)')
@@ -95,16 +95,15 @@ class PerceptualLoss(WeightedLoss):
         with torch.no_grad():
             target_f = self.vgg(target.detach(), layers)
         per_image = self.reduction != 'mean'
-        total = 0
-        for name, w in self.layer_weights.items():
-            if self.perceptual_weight > 0:
-                total = total + self.perceptual_weight * w * self._distance(pred_f[name], target_f[name], per_image)
-            if self.style_weight > 0:
-                total = total + self.style_weight * w * self._distance(_gram(pred_f[name]), _gram(target_f[name]),
-                                                                       per_image)
-        if self.reduction == 'sum':
-            total = total.sum()
-        return self.loss_weight * total
+        percep = style = None
+        if self.perceptual_weight > 0:
+            percep = sum(w * self._distance(pred_f[n], target_f[n], per_image) for n, w in self.layer_weights.items())
+            percep = self.loss_weight * self.perceptual_weight * (percep.sum() if self.reduction == 'sum' else percep)
+        if self.style_weight > 0:
+            style = sum(w * self._distance(_gram(pred_f[n]), _gram(target_f[n]), per_image)
+                        for n, w in self.layer_weights.items())
+            style = self.loss_weight * self.style_weight * (style.sum() if self.reduction == 'sum' else style)
+        return percep, style
 
 
 def _gram(x: torch.Tensor) -> torch.Tensor:

@@ -79,11 +79,11 @@ class LossTerm(nn.Module):
         total = 0.0
         for w, spec in zip(weights, specs):
             if isinstance(spec, str):
-                total = total + w * self.loss(self._pick(out, spec, lq), gt)
+                total = total + w * _summed(self.loss(self._pick(out, spec, lq), gt))
             else:
                 kwargs = {k: ([self._pick(out, n, lq) for n in v] if isinstance(v, (list, tuple))
                               else self._pick(out, v, lq)) for k, v in spec.items()}
-                total = total + w * self.loss(target=gt, **kwargs)
+                total = total + w * _summed(self.loss(target=gt, **kwargs))
         return total
 
     def _pick(self, out: Any, name: str, lq: Optional[torch.Tensor]) -> torch.Tensor:
@@ -94,6 +94,13 @@ class LossTerm(nn.Module):
             return lq
         picked = _pick(out, name)
         return picked if self.clamp is None else picked.clamp(float(self.clamp[0]), float(self.clamp[1]))
+
+
+def _summed(value: Any) -> torch.Tensor:
+    """A loss value; a tuple of parts (BasicSR's PerceptualLoss: perceptual, style) is summed, None parts skipped."""
+    if isinstance(value, tuple):
+        return sum(v for v in value if v is not None)
+    return value
 
 
 def _spec_names(spec: OutputSpec) -> List[str]:

@@ -83,9 +83,7 @@ class SRModel(BaseModel):
             loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
             l_total = l_total + loss_dict['l_pix']
         if self.cri_perceptual:
-            percep = self.cri_perceptual(self.output, self.gt)
-            # BasicSR's PerceptualLoss returns (perceptual, style); the toolbox's returns one tensor
-            l_percep, l_style = percep if isinstance(percep, tuple) else (percep, None)
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
             for name, value in (('l_percep', l_percep), ('l_style', l_style)):
                 if value is not None:
                     loss_dict[name] = value

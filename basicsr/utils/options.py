@@ -182,7 +182,6 @@ DATASET_KEYS = {
     'gt_size': Key((int, type(None))), 'use_flip': Key(bool), 'use_hflip': Key(bool), 'use_rot': Key(bool),
     'geometric_augs': Key(bool), 'aug_identity_weight': Key(int),
     'saturation_jitter': Key((dict, type(None)), open_children=True, children={}),
-    'trim_to_multiple': Key((int, type(None))),
     'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
     'skip_bad': Key(bool), 'cache_images': Key(bool), 'pad_to_gt_size': Key(bool),
     # Restormer progressive training
@@ -209,7 +208,10 @@ SCHEMA: Dict[str, Key] = {
     'find_unused_parameters': Key(bool, default=False),
     'datasets': Key(dict, open_children=True, children=DATASET_KEYS, doc='train / val* / test* blocks'),
     'network_g': Key(dict, registry='arch'),
+    'network_d': Key(dict, registry='arch', doc='discriminator of GAN models (SRGANModel, ESRGANModel)'),
     'path': Key(dict, default={}, children={
+        'pretrain_network_d': Key(OPT_STR, path=True), 'param_key_d': Key(str),
+        'strict_load_d': Key(bool),
         'pretrain_network_g': Key(OPT_STR, path=True), 'param_key_g': Key(str, default='auto'),
         'strict_load_g': Key(bool, default=True), 'resume_state': Key(OPT_STR, path=True),
         'trust_pickle': Key(bool, default=False, doc='unpickle any object in the weight and state files this run '
@@ -219,6 +221,7 @@ SCHEMA: Dict[str, Key] = {
         'param_key_g_ema': Key(OPT_STR, doc='initialise the EMA copy from this key of pretrain_network_g'),
     }),
     'train': Key(dict, children={
+        'optim_d': Key(dict), 'net_d_iters': Key(int), 'net_d_init_iters': Key(int),
         'optim_g': Key(dict), 'scheduler': Key(dict, open_children=True),
         'total_iter': Key(NUM, required=True), 'warmup_iter': Key(NUM, default=-1),
         'ema_decay': Key(NUM, default=0), 'ema_warmup': Key(bool, default=False),
@@ -450,8 +453,8 @@ def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train:
 def run_folder(key: str, given: Optional[str], default: Path, name: str, source: str) -> Path:
     """The folder run ``name`` writes to (``path.<key>``, else ``default``) with symlinks and '..' resolved.
 
-    A folder that resolves elsewhere than it reads is reported (a warning naming both); the folder of another
-    run, or a folder inside it (the run's folder holds an ``options_resolved.yml`` with another ``name``), is
+    A folder that resolves elsewhere than it reads is reported (a warning naming both); one inside the folder of
+    another run (a folder holding an ``options_resolved.yml`` of another name, or any run's folder above it) is
     refused, so a run never writes into another experiment's checkpoints and logs.
     """
     import logging
@@ -469,7 +472,7 @@ def run_folder(key: str, given: Optional[str], default: Path, name: str, source:
             other = (yaml.safe_load(record.read_text(encoding='utf-8')) or {}).get('name')
         except (yaml.YAMLError, OSError, AttributeError):
             other = None
-        if other != name:
+        if owner != folder or other != name:
             raise OptionError(f'option file {source}: {where} leads to {folder}, inside the folder {owner} of run '
                               f"{other!r} (its options_resolved.yml); choose a folder of run {name!r} of its own")
     return folder

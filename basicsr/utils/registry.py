@@ -51,14 +51,19 @@ class Registry:
             raise RegistryError(f"'{name}' is already registered in the {self._name} registry (by {where})")
         self._obj_map[name] = obj
 
-    def register(self, obj: Any = None, name: Optional[str] = None) -> Any:
-        """Register ``obj`` under ``name`` (default: its ``__name__``); usable as ``@REG.register()``."""
+    def register(self, obj: Any = None, name: Optional[str] = None, suffix: Optional[str] = None) -> Any:
+        """Register ``obj`` under ``name`` (default: its ``__name__``), ``<name>_<suffix>`` with ``suffix``;
+        usable as ``@REG.register()``. A suffixed name is also found by its plain name (BasicSR's
+        ``_basicsr`` fallback) unless something else registers the plain name."""
+        def full(o: Any) -> str:
+            base = name or o.__name__
+            return f'{base}_{suffix}' if suffix else base
         if obj is None:
             def deco(func_or_class: Any) -> Any:
-                self._do_register(name or func_or_class.__name__, func_or_class)
+                self._do_register(full(func_or_class), func_or_class)
                 return func_or_class
             return deco
-        self._do_register(name or obj.__name__, obj)
+        self._do_register(full(obj), obj)
         return obj
 
     # ------------------------------------------------------------------ discovery
@@ -110,6 +115,8 @@ class Registry:
         """Return the object registered as ``name``, importing its module if needed."""
         if name not in self._obj_map:
             self._load(name)
+        if name not in self._obj_map and f'{name}_basicsr' in self:
+            return self.get(f'{name}_basicsr')
         if name not in self._obj_map:
             close = difflib.get_close_matches(name, self.keys(), n=5, cutoff=0.4)
             hint = f"; closest: {', '.join(close)}" if close else ''
@@ -231,9 +238,9 @@ def _registered_name(deco: ast.expr, default: str, var: Optional[str]) -> Option
     if var is not None and not (isinstance(func.value, ast.Name) and func.value.id == var):
         return None
     if call is not None:
-        for kw in call.keywords:
-            if kw.arg == 'name' and isinstance(kw.value, ast.Constant):
-                return kw.value.value
+        keywords = {kw.arg: kw.value.value for kw in call.keywords if isinstance(kw.value, ast.Constant)}
+        name = keywords.get('name', default)
+        return f"{name}_{keywords['suffix']}" if keywords.get('suffix') else name
     return default
 
 

@@ -1,0 +1,131 @@
+"""GAN training with BasicSR's pieces: discriminators and GANLoss against values from BasicSR's own definitions
+(computed outside the project with the same seeds and inputs), SRGANModel/ESRGANModel steps, and an exact
+resume of generator + discriminator through the engine (perceptual loss on a random VGG19 in torchvision's
+layout; nothing is downloaded)."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from engine_helpers import read_losses
+
+from basicsr.archs.discriminator_arch import UNetDiscriminatorSN, VGGStyleDiscriminator
+from basicsr.losses import build_loss
+from basicsr.losses.vgg import VGG19Features
+from basicsr.utils.options import parse_options
+from basicsr.utils.registry import ARCH_REGISTRY
+
+TRAIN_OPT = Path(__file__).resolve().parent / 'plugin_method' / 'options' / 'train_tiny.yml'
+
+
+def test_discriminators_match_basicsr_seeded_outputs():
+    torch.manual_seed(0)
+    vgg = VGGStyleDiscriminator(3, 4)
+    assert len(vgg.state_dict()) == 60 and tuple(vgg.state_dict()['conv0_1.weight'].shape) == (4, 4, 4, 4)
+    x = torch.linspace(0, 1, 2 * 3 * 128 * 128).view(2, 3, 128, 128)
+    np.testing.assert_allclose(vgg(x).flatten().tolist(), [-0.06657161563634872, -0.023409605026245117], atol=1e-6)
+    torch.manual_seed(0)
+    unet = UNetDiscriminatorSN(3, 4)
+    y = torch.linspace(0, 1, 3 * 16 * 16).view(1, 3, 16, 16)
+    first = unet(y)  # spectral norm updates its power-iteration vectors in training mode, as BasicSR's
+    assert first.shape == (1, 1, 16, 16) and len(unet.state_dict()) == 28
+    np.testing.assert_allclose(first.flatten()[:5].tolist(), [-0.1586429, -0.141257, -0.1300589, -0.1443487,
+                                                              -0.1476682], atol=1e-6)
+    assert float(unet(y).detach().sum()) == pytest.approx(-41.18125915527344, abs=1e-4)
+    assert ARCH_REGISTRY.get('UNetDiscriminatorSN') is UNetDiscriminatorSN  # BasicSR's '_basicsr' fallback
+    with pytest.raises(ValueError, match='128x128'):
+        vgg(torch.rand(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize('gan_type, expected', [
+    ('vanilla', [0.6972406, 0.3486203, 0.9972406, 0.4986203]),
+    ('lsgan', [1.785, 0.8925, 1.3850001, 0.6925001]),
+    ('wgan', [-0.3, -0.15, 0.3, 0.15]),
+    ('wgan_softplus', [0.6972406, 0.3486203, 0.9972407, 0.4986203]),
+    ('hinge', [0.95, -0.15, 1.35, -0.15])])
+def test_gan_loss_matches_basicsr(gan_type, expected):
+    """(real, disc), (real, gen), (fake, disc), (fake, gen); loss_weight 0.5 scales the generator's only."""
+    loss = build_loss({'type': 'GANLoss', 'gan_type': gan_type, 'loss_weight': 0.5})
+    pred = torch.tensor([[0.3, -1.2], [2.0, 0.1]])
+    got = [float(loss(pred, real, is_disc=disc)) for real in (True, False) for disc in (True, False)]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.fixture(scope='module')
+def vgg_path(tmp_path_factory) -> Path:
+    vgg = VGG19Features(load_weights=False)
+    torch.manual_seed(0)
+    for p in vgg.parameters():
+        p.data.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp('vgg') / 'vgg19-random.pth'
+    torch.save(vgg.state_dict(), path)
+    return path
+
+
+def gan_options(root: Path, vgg_path: Path, model_type: str = 'SRGANModel', total_iter: int = 4) -> Path:
+    """The plug-in method's option file turned into a GAN run: UNet discriminator, perceptual + GAN losses."""
+    rng = np.random.default_rng(1)
+    for sub in ('train', 'val'):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            smooth = cv2.resize(rng.random((6, 6, 3)).astype(np.float32), (32, 32), interpolation=cv2.INTER_CUBIC)
+            cv2.imwrite(str(root / sub / f'{i}.png'), (np.clip(smooth, 0, 1) * 255).round().astype(np.uint8))
+    opt = yaml.safe_load(TRAIN_OPT.read_text().replace('!!float ', ''))
+    del opt['pad_mode']
+    opt.update(name='gan', model_type=model_type, imports=['plugin_method.archs', 'plugin_method.data'],
+               network_d={'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 4})
+    opt['datasets']['train'].update(dataroot_gt=str(root / 'train'), gt_size=16)
+    opt['datasets']['val']['dataroot_gt'] = str(root / 'val')
+    opt['train'].update(total_iter=total_iter, net_d_iters=1, net_d_init_iters=0,
+                        optim_d={'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99]},
+                        perceptual_opt={'type': 'PerceptualLoss', 'layer_weights': {'relu1_1': 1.0, 'conv2_2': 0.5},
+                                        'perceptual_weight': 1.0, 'style_weight': 0.1,
+                                        'vgg_weights_path': str(vgg_path)},
+                        gan_opt={'type': 'GANLoss', 'gan_type': 'vanilla', 'loss_weight': 0.1})
+    opt['val']['val_freq'] = 100
+    opt['logger'].update(save_checkpoint_freq=2, use_tb_logger=False)
+    path = root / 'gan.yml'
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def test_srgan_resume_is_exact_for_generator_and_discriminator(tmp_path, vgg_path):
+    from basicsr.engine.trainer import Trainer
+    straight = Trainer(parse_options(gan_options(tmp_path / 'a', vgg_path), root=tmp_path / 'a'))
+    straight.train()
+    ref = read_losses(tmp_path / 'a' / 'experiments' / 'gan', 'l_d_fake')
+    assert sorted(ref) == [1, 2, 3, 4]
+    assert set(straight.losses) == {'l_g_pix', 'l_g_percep', 'l_g_style', 'l_g_gan', 'l_d_real', 'out_d_real',
+                                    'l_d_fake', 'out_d_fake'}
+    opt_b = gan_options(tmp_path / 'b', vgg_path)
+    Trainer(parse_options(opt_b, ['train.total_iter=2'], root=tmp_path / 'b')).train()
+    resumed = Trainer(parse_options(opt_b, root=tmp_path / 'b'))
+    assert resumed.iter == 2
+    resumed.train()
+    assert read_losses(tmp_path / 'b' / 'experiments' / 'gan', 'l_d_fake') == ref
+    for name in ('net_g', 'net_d', 'net_g_ema'):
+        for a, b in zip(getattr(straight.model, name).state_dict().values(),
+                        getattr(resumed.model, name).state_dict().values()):
+            assert torch.equal(a, b), name
+    models = tmp_path / 'a' / 'experiments' / 'gan' / 'models'
+    assert (models / 'net_d_4.pth').is_file() and (models / 'net_g_4.pth').is_file()  # SRGANModel.save
+    assert set(torch.load(models / 'net_d_4.pth', weights_only=True)) == {'params'}
+
+
+def test_esrgan_step_and_net_d_init_iters(tmp_path, vgg_path):
+    from basicsr.models import build_model
+    opt = parse_options(gan_options(tmp_path, vgg_path, 'ESRGANModel'), root=tmp_path)
+    opt['train']['net_d_init_iters'] = 1
+    model = build_model(opt)
+    batch = {'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)}
+    g_before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.train_step([batch], 1)  # discriminator only during the first net_d_init_iters iterations
+    assert all(torch.equal(a, b) for a, b in zip(g_before, model.net_g.parameters()))
+    assert set(model.log_dict) == {'l_d_real', 'l_d_fake', 'out_d_real', 'out_d_fake'}
+    model.train_step([batch], 2)
+    assert {'l_g_gan', 'l_g_percep'} <= set(model.log_dict)
+    assert not all(torch.equal(a, b) for a, b in zip(g_before, model.net_g.parameters()))
+    assert all(p.requires_grad for p in model.net_d.parameters())
