@@ -163,8 +163,8 @@ def test_saturation_jitter_is_pil_color_enhance_bit_for_bit():
         np.testing.assert_array_equal(adjust_saturation(img, factor), expected, err_msg=str(factor))
 
 
-@pytest.mark.parametrize('name, changed', [('MPRNet/MPRNet_Deblurring.yml', 0.329), ('MPRNet/MPRNet_Deraining.yml', 0.0),
-                                           ('MPRNet/MPRNet_Denoising.yml', 0.0)])
+@pytest.mark.parametrize('name, changed', [('MPRNet/MPRNet_Deblurring.yml', 0.329),
+                                           ('MPRNet/MPRNet_Deraining.yml', 0.0), ('MPRNet/MPRNet_Denoising.yml', 0.0)])
 def test_mprnet_colour_jitter_frequency_matches_the_official_loaders(tmp_path, name, changed):
     """Official Deblurring/dataset_RGB.py (run outside, 30,000 draws on an 8 x 8 image, torchvision's PIL
     adjust_saturation): the colours change in 32.9 % of the samples (randint(0, 2) == 1, factor 1 + U(-0.2, 0.2));

@@ -40,7 +40,8 @@ REFERENCE = {
         [0.25, 0.5, 0.75, 0.7938926261462366, 0.6545084971874737, 0.5, 0.34549150281252633, 0.2061073738537635]),
     # ... and a chainable multi-step schedule keeps multiplying the warmed-up lr (BasicSR's behaviour)
     'basicsr_warmup_multistep': (
-        {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 0.5}, 2.0, 5, [0.4, 0.8, 1.2000000000000002, 1.6, 1.6, 1.6]),
+        {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 0.5}, 2.0, 5,
+        [0.4, 0.8, 1.2000000000000002, 1.6, 1.6, 1.6]),
     'torch_linear_then_cosine': (
         {'type': 'LinearWarmupCosineLR', 'warmup_iters': 2, 'max_iters': 6, 'warmup_start_lr': 0.1}, 1.0, -1,
         [0.1, 0.55, 1.0, 0.8535533905932737, 0.5, 0.14644660940672627, 0.0]),
