@@ -32,18 +32,20 @@ def _make_root(root: Path) -> Path:
     return root
 
 
-def _options(tmp: Path, name: str, batch: int, total_iter: int, progressive: bool = False) -> Path:
+def _options(tmp: Path, name: str, batch: int, total_iter: int, progressive: bool = False,
+             crop: str = '') -> Path:
+    """The recipe on the test's data; ``progressive``: two short stages instead of the shipped schedule (whose
+    first stage cuts 32 px patches from the loaded 64 px ones); ``crop``: another ``progressive_crop``."""
     opt = load_with_bases(RECIPE)
     train = opt['datasets']['train']
     if progressive:  # two short stages: 4 patches of 24 px, then 2 of 32 px
-        train.update(mini_batch_sizes=[4, 2], gt_sizes=[24, 32], iters=[2, 2])
-    else:  # the progressive hook's subsampling draws per rank, so a 2-rank run would pick other patches
-        for key in ('mini_batch_sizes', 'gt_sizes', 'iters'):
-            train.pop(key)
+        train.update(mini_batch_sizes=[4, 2], gt_sizes=[24, 32], iters=[2, 2], gt_size=32)
+    if crop:
+        train['progressive_crop'] = crop
     task = train['tasks'][0]
     task['dataroot_lq'] = str(tmp / 'data')
     task['list_file'] = str(tmp / 'data' / 'all.csv')
-    train.update(batch_size_per_gpu=batch, gt_size=32, dataset_enlarge_ratio=2)
+    train.update(batch_size_per_gpu=batch, dataset_enlarge_ratio=2)
     opt['train']['total_iter'] = total_iter
     opt['train']['scheduler']['iters_per_epoch'] = 3
     opt['name'] = name
@@ -71,12 +73,15 @@ def test_progressive_multitask_run_resumes_exactly(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_give_the_same_first_losses_as_one_process(tmp_path):
+@pytest.mark.parametrize('crop', ['', 'per_sample'])  # as shipped (one offset per batch), and DSRIR's full recipe
+def test_two_gloo_ranks_give_the_same_first_losses_as_one_process(tmp_path, crop):
+    # the progressive schedule as shipped: every rank cuts the patches one process with the global batch cuts
     _make_root(tmp_path / 'data')
-    one = _options(tmp_path, 'one', batch=4, total_iter=3)
+    one = _options(tmp_path, 'one', batch=4, total_iter=3, crop=crop)
     r1 = run_script([PYTHON, 'basicsr/train.py', '-opt', str(one)], cwd=ROOT)
     assert r1.returncode == 0, r1.stderr[-3000:]
-    two = _options(tmp_path, 'two', batch=2, total_iter=3)
+    assert 'progressive training: patch size 32' in r1.stderr
+    two = _options(tmp_path, 'two', batch=2, total_iter=3, crop=crop)
     r2 = run_script([PYTHON, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29743',
                      'basicsr/train.py', '-opt', str(two)], cwd=ROOT)
     assert r2.returncode == 0, r2.stderr[-3000:]

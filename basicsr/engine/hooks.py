@@ -44,7 +44,11 @@ class ProgressiveHook(Hook):
 
     ``crop``: 'batch' (Restormer: one offset for the whole batch) or 'per_sample' (DSRIR, whose per-stage
     loaders crop every sample independently: here each sample gets its own offset inside its loaded patch).
-    Randomness comes from a generator seeded with (seed, iteration), so a resumed run crops identically.
+    Randomness comes from a generator seeded with (seed, iteration), so a resumed run crops identically, and
+    the seed is the same on every rank: under DDP every rank cuts the one offset of the batch (a per-sample
+    offset is drawn for the whole global batch, each rank taking its samples' share), as one process with the
+    global batch would. The kept subset (``mini_batch_sizes`` below the loaded batch) is the same positions of
+    every rank's batch, a random subset like one process's, not the same samples.
     """
     priority = 10
 
@@ -92,11 +96,14 @@ class ProgressiveHook(Hook):
     def _crop(self, gt: torch.Tensor, lq: torch.Tensor, lq_size: int, gen: torch.Generator) -> tuple:
         """Crop (N, C, H, W) ``lq`` to ``lq_size`` and ``gt`` alike: one offset, or one per sample."""
         h, w = lq.shape[-2:]
-        n = lq.size(0) if self.crop == 'per_sample' else 1
-        tops = torch.randint(h - lq_size + 1, (n, ), generator=gen).tolist()
-        lefts = torch.randint(w - lq_size + 1, (n, ), generator=gen).tolist()
+        n, pick = 1, slice(None)
+        if self.crop == 'per_sample':  # offsets of the global batch; the sampler gives rank r positions r::world
+            rank, world = get_dist_info()
+            n, pick = lq.size(0) * world, slice(rank, None, world)
+        tops = torch.randint(h - lq_size + 1, (n, ), generator=gen)[pick].tolist()
+        lefts = torch.randint(w - lq_size + 1, (n, ), generator=gen)[pick].tolist()
         s, gs = self.scale, lq_size * self.scale
-        if n == 1:
+        if len(tops) == 1:
             t, l_ = tops[0], lefts[0]
             return gt[..., t * s:t * s + gs, l_ * s:l_ * s + gs], lq[..., t:t + lq_size, l_:l_ + lq_size]
         gts = [g[..., t * s:t * s + gs, l_ * s:l_ * s + gs] for g, t, l_ in zip(gt, tops, lefts)]

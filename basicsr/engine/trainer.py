@@ -126,7 +126,7 @@ class Trainer:
         hooks: List[Hook] = []
         if train_ds.get('mini_batch_sizes') and train_ds.get('gt_sizes') and train_ds.get('iters'):
             hooks.append(ProgressiveHook(train_ds['mini_batch_sizes'], train_ds['gt_sizes'], train_ds['iters'],
-                                         scale=opt.get('scale', 1), seed=self.seed + self.rank,
+                                         scale=opt.get('scale', 1), seed=self.seed,
                                          crop=train_ds.get('progressive_crop', 'batch')))
         hooks += [] if self.contract else [EMAHook()]
         hooks += [LoggerHook(opt['logger'].get('print_freq', 100)),
