@@ -387,3 +387,25 @@ def test_classifier_validation_passes_over_skipped_samples(tmp_path):
              {'lq': torch.rand(3, 16, 16), 'task': 1, 'task_name': 'dark', 'lq_path': 'a.png'}]
     res = model.validate(items, {'pbar': False})
     assert [r['name'] for r in res['images']] == ['a']
+
+
+def test_basicsr_style_validation_passes_over_skipped_samples(tmp_path):
+    from test_plugin_method import plugin_options
+    from torch.utils.data import DataLoader
+
+    import plugin_method.data  # noqa: F401
+    from basicsr.models import build_model
+    from basicsr.utils.options import parse_options
+    opt = parse_options(plugin_options(tmp_path, {'model_type': 'SRModel'}, drop=('pad_mode', )), root=tmp_path)
+    model = build_model(opt)
+    gt = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    scale = int(opt.get('scale', 1))
+    lq = F.interpolate(gt, scale_factor=1 / scale, mode='bilinear') if scale > 1 else gt
+
+    class Items(list):
+        opt = {'name': 'mixed'}
+
+    items = Items([{'skipped': "image file 'x.png' is empty (0 bytes)", 'name': 'x.png'},
+                   {'lq': lq[0], 'gt': gt[0], 'lq_path': 'a.png'}])
+    model.validation(DataLoader(items, batch_size=1), 1, None, save_img=False)
+    assert all(np.isfinite(v) and v > 0 for v in model.metric_results.values())

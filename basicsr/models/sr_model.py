@@ -136,6 +136,8 @@ class SRModel(BaseModel):
             self._initialize_best_metric_results(dataset_name)
         count = 0
         for val_data in dataloader:
+            if 'skipped' in val_data:  # skip_bad: an unreadable sample, logged by the dataset and never scored
+                continue
             img_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
             self.feed_data(val_data)
             self.test()
