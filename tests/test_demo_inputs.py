@@ -409,3 +409,13 @@ def test_basicsr_style_validation_passes_over_skipped_samples(tmp_path):
                    {'lq': lq[0], 'gt': gt[0], 'lq_path': 'a.png'}])
     model.validation(DataLoader(items, batch_size=1), 1, None, save_img=False)
     assert all(np.isfinite(v) and v > 0 for v in model.metric_results.values())
+
+
+def test_multitask_dataset_reports_what_its_tasks_left_out(tmp_path):
+    from basicsr.data import build_dataset
+    gt, lq = _pairs_with_problems(tmp_path / 'data')
+    task = {'name': 'pairs', 'type': 'PairedImageDataset', 'dataroot_gt': str(gt), 'dataroot_lq': str(lq)}
+    ds = build_dataset({'name': 'mt', 'type': 'MultiTaskDataset', 'phase': 'val', 'skip_bad': True,
+                        'tasks': [task]})
+    assert sorted(n for n, _ in ds.excluded) == ['d.png', 'e.png']
+    assert ds[1]['name'] == 'b.png' and 'skipped' in ds[1]

@@ -151,6 +151,7 @@ class MultiTaskDataset(RestorationDataset):
         for task in self.tasks:
             # one shared run-time state: seed, epoch and patch size set on this dataset reach every task
             task.dataset._state = self._state
+            self.excluded += task.dataset.excluded  # skip_bad: files the tasks left out
         self.balanced = bool(opt.get('balance_tasks', False))
         counts = [t.base_len * t.repeat for t in self.tasks]
         if self.balanced:
