@@ -34,6 +34,14 @@ def main(argv=None, root=None) -> dict:
     opt = load_options(args, is_train=False, root=root)
     init_dist_from_env(opt['dist_params'].get('backend'))
     add_dist_keys(opt)
+    from basicsr.utils.cli import discard_on_failure
+    with discard_on_failure(opt['path']['results_root'], enabled=get_dist_info()[0] == 0):
+        return run_tests(opt)
+
+
+def run_tests(opt: dict) -> dict:
+    """Restore and score every dataset of the parsed options ``opt``; returns ``{dataset: mean metrics}``.
+    Under :func:`main`, a run that fails removes the results folder it had made (no partial output)."""
     from basicsr.data import build_dataset
     from basicsr.engine.evaluator import evaluate, settings_for_dataset, write_results
     from basicsr.inference.pipeline import build_inference

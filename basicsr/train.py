@@ -46,35 +46,21 @@ def main(argv=None, root=None) -> dict:
 
 def start_trainer(opt: dict) -> Any:
     """``Trainer(opt)``. When setting up a new run fails (unreadable data, a checkpoint of another network), the
-    run folder it had just made is removed again: a run that could not start leaves no partial output."""
-    from basicsr.engine.trainer import Trainer
-    from basicsr.utils.dist import get_dist_info
-    exp_root = Path(opt['path']['experiments_root'])
-    existed = exp_root.exists()
-    try:
-        return Trainer(opt)
-    except Exception:
-        if not existed and get_dist_info()[0] == 0:
-            _discard_run_folder(exp_root)
-        raise
-
-
-def _discard_run_folder(exp_root: Path) -> None:
-    """Remove ``exp_root`` (made by this process) unless another trainer's lock is in it."""
-    import logging
+    run folder it had just made is removed again (unless another trainer holds it): a run that could not start
+    leaves no partial output."""
     import os
-    import shutil
 
     from basicsr.engine.run_guard import LOCK_NAME
-    lock = exp_root / LOCK_NAME
-    if lock.is_file() and lock.read_text().split()[:1] != [str(os.getpid())]:
-        return
-    logger = logging.getLogger('basicsr')
-    for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)
-                    and Path(h.baseFilename).is_relative_to(exp_root.resolve())]:
-        logger.removeHandler(handler)
-        handler.close()
-    shutil.rmtree(exp_root, ignore_errors=True)
+    from basicsr.engine.trainer import Trainer
+    from basicsr.utils.cli import discard_on_failure
+    from basicsr.utils.dist import get_dist_info
+
+    def held_by_other(folder: Path) -> bool:
+        lock = folder / LOCK_NAME
+        return lock.is_file() and lock.read_text().split()[:1] != [str(os.getpid())]
+
+    with discard_on_failure(opt['path']['experiments_root'], enabled=get_dist_info()[0] == 0, keep=held_by_other):
+        return Trainer(opt)
 
 
 def train_pipeline(root_path: str) -> dict:

@@ -188,6 +188,7 @@ def test_test_py_paired_data_problems(tmp_path, tiny_weights, capsys, fault):
     code, err = run(main, ['-opt', str(opt)], capsys)
     assert code == 2
     one_line(err, 'b' if fault == 'size_mismatch' else 'c')
+    assert not (tmp_path / 'res').exists()  # a failed test run leaves no partial results
 
 
 def test_test_py_set_value_that_is_not_yaml_names_the_override(tmp_path, tiny_weights, capsys):

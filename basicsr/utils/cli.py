@@ -18,9 +18,11 @@ import logging
 import os
 import re
 import sys
+import shutil
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, Iterator, List, NoReturn, Optional, Sequence
 
 USER_MISTAKE = 2
 RUNTIME_FAILURE = 1
@@ -196,3 +198,23 @@ def run_cli(main: Callable[..., Any], argv: Optional[Sequence[str]] = None) -> i
     except Exception as exc:  # noqa: BLE001 - every error becomes one line; the traceback on request
         return report(exc, debug)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+@contextmanager
+def discard_on_failure(folder: str | Path, enabled: bool = True,
+                       keep: Optional[Callable[[Path], bool]] = None) -> Iterator[None]:
+    """Remove ``folder`` again when the block fails and the folder did not exist before it (a command that fails
+    leaves no partial output); an existing folder, or one for which ``keep(folder)`` is true, stays."""
+    folder = Path(folder)
+    existed = folder.exists()
+    try:
+        yield
+    except BaseException:
+        if enabled and not existed and folder.exists() and not (keep and keep(folder)):
+            logger = logging.getLogger('basicsr')
+            for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)
+                            and Path(h.baseFilename).is_relative_to(folder.resolve())]:
+                logger.removeHandler(handler)
+                handler.close()
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
