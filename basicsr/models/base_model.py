@@ -210,13 +210,14 @@ class BaseModel:
                      param_key: Optional[str] = 'params') -> None:
         """Load ``load_path`` (``param_key``, falling back to ``params``) into ``net`` without unpickling."""
         from basicsr.archs.pretrained import load_pretrained
+        trust = bool((self.opt.get('path') or {}).get('trust_pickle', False))  # --trust-pickle
         try:
-            load_pretrained(unwrap(net), load_path, key=param_key, strict=strict)
+            load_pretrained(unwrap(net), load_path, key=param_key, strict=strict, trust_pickle=trust)
         except KeyError:
             if param_key in (None, 'params'):
                 raise
             get_logger().info(f"{load_path}: no '{param_key}', loading 'params'")
-            load_pretrained(unwrap(net), load_path, key='params', strict=strict)
+            load_pretrained(unwrap(net), load_path, key='params', strict=strict, trust_pickle=trust)
         get_logger().info(f'Loading {type(unwrap(net)).__name__} model from {load_path}, with param key: [{param_key}].')
 
     def resume_training(self, resume_state: Dict[str, Any]) -> None:
