@@ -7,8 +7,11 @@ with clear ``.png``).
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
@@ -47,6 +50,13 @@ def scan_images(folder: Path) -> List[str]:
 def stem(name: str) -> str:
     """'sub/img.png' -> 'sub/img'."""
     return os.path.splitext(name)[0]
+
+
+def eval_noise_rng(noise_seed: int, name: str) -> np.random.Generator:
+    """Generator of the fixed validation/test degradation of image ``name``, seeded by ``noise_seed`` and the
+    CRC-32 of the name without its extension: the same image gets the same noise whatever the order or subset
+    of images, and in a folder ('img.png') and an LMDB copy (key 'img') alike."""
+    return np.random.default_rng([noise_seed, zlib.crc32(stem(name).encode('utf-8'))])
 
 
 def apply_tmpl(name_stem: str, tmpl: str) -> str:

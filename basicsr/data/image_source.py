@@ -2,8 +2,9 @@
 
 An LMDB database is a folder holding ``data.mdb`` and ``meta_info.txt``; every line of the meta-info file
 is ``<key><ext> (h,w,c) <png compression>`` and the record stored under ``<key>`` is the encoded image
-(``scripts/create_lmdb.py`` writes this layout). The LMDB environment is opened lazily in the process
-that reads, so every DataLoader worker gets its own handle.
+(``scripts/create_lmdb.py`` writes this layout). LMDB environments are opened lazily in the process that
+reads, one per database path and process (:func:`lmdb_env`): datasets sharing a database (train and val,
+several tasks over one clean LMDB) share its handle, and every DataLoader worker opens its own.
 """
 from __future__ import annotations
 
@@ -16,6 +17,30 @@ from basicsr.data.data_util import DataError, read_meta_info, require_dir, scan_
 from basicsr.utils.img_util import ImageReadError, read_image, read_image_bytes
 
 BACKENDS = ('disk', 'lmdb')
+# database path -> read-only environment opened by process _LMDB_PID (py-lmdb opens a path once per process)
+_LMDB_ENVS: Dict[str, Any] = {}
+_LMDB_PID: Optional[int] = None
+
+
+def lmdb_env(root: str | os.PathLike) -> Any:
+    """The read-only LMDB environment of ``root`` for this process, opened on first use.
+
+    py-lmdb refuses a second ``lmdb.open`` of a path in one process ('already open'), also in a forked
+    worker that inherited the parent's handles: a new process closes the inherited ones and opens its own
+    (with ``lock=False`` that touches nothing of the parent's).
+    """
+    global _LMDB_PID
+    import lmdb  # optional dependency, only needed for LMDB data
+
+    if _LMDB_PID != os.getpid():
+        for env in _LMDB_ENVS.values():
+            env.close()
+        _LMDB_ENVS.clear()
+        _LMDB_PID = os.getpid()
+    key = os.path.realpath(root)
+    if key not in _LMDB_ENVS:
+        _LMDB_ENVS[key] = lmdb.open(key, readonly=True, lock=False, readahead=False, meminit=False)
+    return _LMDB_ENVS[key]
 
 
 def backend_type(opt: Dict[str, Any], owner: str) -> str:
@@ -42,8 +67,6 @@ class ImageSource:
         self.root = require_dir(root, key, owner)
         self.backend = backend
         self.key = key
-        self._env = None
-        self._env_pid: Optional[int] = None
         if backend == 'lmdb':
             if not (self.root / 'data.mdb').is_file():
                 raise DataError(f"{owner}: option '{key}' = '{root}' is not an LMDB database (no data.mdb); "
@@ -78,27 +101,11 @@ class ImageSource:
         return read_image_bytes(buf, self.path(name), channels=channels, float32=float32)
 
     def _lmdb_get(self, name: str) -> bytes:
-        import lmdb  # optional dependency, only needed for LMDB data
-
-        if self._env is not None and self._env_pid != os.getpid():
-            # a handle inherited through fork must not be used; closing the child's copy is safe (lock=False)
-            self._env.close()
-            self._env = None
-        if self._env is None:
-            self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, meminit=False)
-            self._env_pid = os.getpid()
-        with self._env.begin(write=False) as txn:
+        with lmdb_env(self.root).begin(write=False) as txn:
             buf = txn.get(name.encode('utf-8'))
         if buf is None:
             raise ImageReadError(f"LMDB '{self.root}' has no record '{name}' although its meta_info.txt lists it")
         return bytes(buf)
-
-    def __getstate__(self) -> Dict[str, Any]:
-        # an open LMDB environment cannot cross into a worker process
-        state = dict(self.__dict__)
-        state['_env'] = None
-        state['_env_pid'] = None
-        return state
 
 
 def list_sources(roots: Any, backend: str, key: str, owner: str, meta_info_file: Optional[str]) -> List[ImageSource]:

@@ -16,14 +16,13 @@ optional ``degradation`` that synthesises the LQ image from the clean one.
 from __future__ import annotations
 
 import re
-import zlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from basicsr.data.base_dataset import RestorationDataset
-from basicsr.data.data_util import DataError, preview, require_dir, scan_images
+from basicsr.data.data_util import DataError, eval_noise_rng, preview, require_dir, scan_images
 from basicsr.data.degradations import build_degradations
 from basicsr.data.image_source import ImageSource
 from basicsr.utils.img_util import img2tensor
@@ -38,7 +37,6 @@ class ListedSource(ImageSource):
     def __init__(self, root: str, names: Sequence[str], key: str, owner: str, listed_in: str) -> None:
         self.root = require_dir(root, key, owner)
         self.backend, self.key = 'disk', key
-        self._env, self._env_pid = None, None
         self.names = sorted(set(names))
         missing = [n for n in self.names if not (self.root / n).is_file()]
         if missing:
@@ -182,7 +180,7 @@ class ListPairDataset(RestorationDataset):
 
     def eval_rng(self, name: str) -> np.random.Generator:
         """Fixed generator of image ``name`` for validation and test (same rule as SyntheticDegradationDataset)."""
-        return np.random.default_rng([self.noise_seed, zlib.crc32(name.encode('utf-8'))])
+        return eval_noise_rng(self.noise_seed, name)
 
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         gt_name, lq_name = self.samples[index]

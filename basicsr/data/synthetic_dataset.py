@@ -1,13 +1,12 @@
 """Clean images degraded on the fly by registered degradations (Gaussian denoising and later tasks)."""
 from __future__ import annotations
 
-import zlib
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
 from basicsr.data.base_dataset import RestorationDataset
-from basicsr.data.data_util import DataError
+from basicsr.data.data_util import DataError, eval_noise_rng
 from basicsr.data.degradations import build_degradations
 from basicsr.data.image_source import ImageSource, backend_type, list_sources
 from basicsr.data.transforms import augment, center_trim, pad_to_patch, paired_random_crop, saturation_jitter
@@ -41,8 +40,9 @@ class SyntheticDegradationDataset(RestorationDataset):
             ``Dataset_GaussianDenoising`` keys (``sigma_type``, ``sigma_range``, ``sigma_test``) are accepted
             instead.
         noise_seed: seed of the fixed validation/test degradations (default 0). Image ``name`` always gets
-            the same degradation (seed ``[noise_seed, crc32(name)]``), whatever the order or subset of
-            images, so a benchmark such as CBSD68 sigma=25 is reproducible.
+            the same degradation (seed ``[noise_seed, crc32(name without extension)]``), whatever the order
+            or subset of images and in a folder or its LMDB copy, so a benchmark such as CBSD68 sigma=25 is
+            reproducible.
         phase, gt_size, use_hflip/use_flip, use_rot, geometric_augs, in_ch, color, skip_bad: as
             PairedImageDataset.
 
@@ -71,7 +71,7 @@ class SyntheticDegradationDataset(RestorationDataset):
 
     def eval_rng(self, name: str) -> np.random.Generator:
         """Fixed generator of image ``name`` for validation and test."""
-        return np.random.default_rng([self.noise_seed, zlib.crc32(name.encode('utf-8'))])
+        return eval_noise_rng(self.noise_seed, name)
 
     def sample_name(self, index: int) -> str:
         return self.items[index][1]
