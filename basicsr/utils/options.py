@@ -182,6 +182,7 @@ DATASET_KEYS = {
     'gt_size': Key((int, type(None))), 'use_flip': Key(bool), 'use_hflip': Key(bool), 'use_rot': Key(bool),
     'geometric_augs': Key(bool), 'aug_identity_weight': Key(int),
     'saturation_jitter': Key((dict, type(None)), open_children=True, children={}),
+    'trim_to_multiple': Key((int, type(None))),
     'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
     'skip_bad': Key(bool), 'cache_images': Key(bool), 'pad_to_gt_size': Key(bool),
     # Restormer progressive training
