@@ -338,3 +338,15 @@ def test_train_that_cannot_start_leaves_no_run_folder(tmp_path, capsys, fault):
     (tmp_path / 'experiments' / 'nostart').mkdir(parents=True)
     code, err = run(main, ['-opt', str(opt), '--set', *extra], capsys)
     assert code == 2 and (tmp_path / 'experiments' / 'nostart' / 'log').is_dir()
+
+
+def test_error_in_a_dataloader_worker_is_its_own_message(tmp_path, capsys):
+    """torch re-raises a worker's error with the worker's traceback in the message: only the message is shown."""
+    from basicsr.train import main
+    opt = tiny_options(tmp_path, name='worker', total_iter=2)
+    data = tmp_path / 'clean'
+    (data / 'img05.png').write_bytes((data / 'img00.png').read_bytes()[:300])
+    code, err = run(main, ['-opt', str(opt), '--set', 'datasets.train.num_worker_per_gpu=1'], capsys)
+    assert code == 2
+    line = one_line(err, 'img05.png', 'truncated')
+    assert 'Traceback' not in line and 'File "' not in line

@@ -136,13 +136,26 @@ def _expected(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and _raised_by_toolbox(exc)
 
 
+def _without_worker_traceback(text: str) -> str:
+    """The error's own message from a DataLoader worker's re-raised error, whose message carries the worker's
+    traceback ('Caught X in DataLoader worker process N. Original Traceback ...: pkg.X: message')."""
+    head, sep, original = text.partition('Original Traceback (most recent call last):')
+    if not sep or not head.startswith('Caught '):
+        return text
+    lines = original.strip('\n').splitlines()
+    last = max((i for i, line in enumerate(lines) if line and not line[0].isspace()), default=len(lines) - 1)
+    message = '\n'.join(lines[last:])
+    message = re.sub(r'^[A-Za-z_][\w.]*: ', '', message)  # drop the 'pkg.module.Class: ' prefix
+    return f"{message} ({head.strip().rstrip('.')[len('Caught '):]})"
+
+
 def error_line(exc: BaseException) -> str:
     """The one-line message for ``exc``: ``error: <message>`` (multi-line messages joined with '; ')."""
     if isinstance(exc, OSError) and exc.strerror:  # without '[Errno N]'; the file named once
         named = exc.filename is None or str(exc.filename) in exc.strerror
         text = exc.strerror if named else f'{exc.strerror}: {exc.filename}'
     else:
-        text = str(exc) or type(exc).__name__
+        text = _without_worker_traceback(str(exc)) or type(exc).__name__
     parts = [re.sub(r'^- ', '', p.strip()) for p in text.splitlines()]
     text = ' '.join(parts[:1]) + ('' if len(parts) < 2 else ' ' + '; '.join(p for p in parts[1:] if p))
     text = text[len('error: '):] if text.startswith('error: ') else text
