@@ -9,6 +9,10 @@ A degradation draws all its randomness from ``rng`` (never from global state), s
 the seed of every sample and the same seed always gives the same degraded image. A degradation may
 change the size (SR downsampling) but not the channel count. Later degradations (blur, JPEG, rain, haze,
 low light, downsampling) are added here or in sibling modules with the same signature.
+
+BasicSR's Real-ESRGAN functions (``random_mixed_kernels``, ``circular_lowpass_kernel``,
+``random_add_gaussian_noise_pt``, ...) are importable from here too, at BasicSR's module path; they live in
+:mod:`basicsr.data.realesrgan_degradations` and use BasicSR's global-RNG draws.
 """
 from __future__ import annotations
 
@@ -16,6 +20,36 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from basicsr.data.realesrgan_degradations import (  # noqa: F401 - BasicSR's names at its module path
+    add_gaussian_noise,
+    add_gaussian_noise_pt,
+    add_jpg_compression,
+    add_poisson_noise,
+    add_poisson_noise_pt,
+    bivariate_Gaussian,
+    bivariate_generalized_Gaussian,
+    bivariate_plateau,
+    circular_lowpass_kernel,
+    generate_gaussian_noise,
+    generate_gaussian_noise_pt,
+    generate_poisson_noise,
+    generate_poisson_noise_pt,
+    mesh_grid,
+    pdf2,
+    random_add_gaussian_noise,
+    random_add_gaussian_noise_pt,
+    random_add_jpg_compression,
+    random_add_poisson_noise,
+    random_add_poisson_noise_pt,
+    random_bivariate_Gaussian,
+    random_bivariate_generalized_Gaussian,
+    random_bivariate_plateau,
+    random_generate_gaussian_noise,
+    random_generate_gaussian_noise_pt,
+    random_generate_poisson_noise,
+    random_generate_poisson_noise_pt,
+    random_mixed_kernels,
+    sigma_matrix2)
 from basicsr.utils.registry import DEGRADATION_REGISTRY
 
 

@@ -12,6 +12,7 @@ _EXPORTS = {
     'basicsr.utils.diffjpeg': ('DiffJPEG', ),
     'basicsr.utils.file_client': ('FileClient', ),
     'basicsr.utils.img_bgr': ('crop_border', 'imfrombytes', 'img2tensor', 'imwrite', 'tensor2img'),
+    'basicsr.utils.img_process_util': ('USMSharp', 'usm_sharp'),
     'basicsr.utils.logger': ('AvgTimer', 'MessageLogger', 'get_env_info', 'get_root_logger', 'init_tb_logger',
                              'init_wandb_logger'),
     'basicsr.utils.misc': ('check_resume', 'get_time_str', 'make_exp_dirs', 'mkdir_and_rename', 'scandir',
