@@ -59,7 +59,7 @@ def run_tests(opt: dict) -> dict:
         from basicsr.ensemble.pipeline import build_ensemble_pipeline
         from basicsr.models.image_restoration_model import select_device
         device = select_device(opt)
-        pipeline = build_ensemble_pipeline(opt['ensemble'], device)
+        pipeline = build_ensemble_pipeline(opt['ensemble'], device, opt['path'].get('trust_pickle', False))
     else:
         model = build_model(opt)
         from basicsr.models.base_model import BaseModel

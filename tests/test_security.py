@@ -123,6 +123,11 @@ def test_ensemble_member_weights_refused(tmp_path):
     with pytest.raises(RefusedPickleError, match=f'refusing to load {evil}'):
         build_members([{'opt': str(opt_file), 'weights': str(evil)}], torch.device('cpu'))
     assert not marker.exists()
+    official = tmp_path / 'official.pth'
+    torch.save({'params': build_network(TINY_NET).state_dict(), 'args': argparse.Namespace(lr=1e-3)}, official)
+    (member, ) = build_members([{'opt': str(opt_file), 'weights': str(official)}], torch.device('cpu'),
+                               trust_pickle=True)
+    assert member(torch.rand(1, 3, 16, 16), {}).shape == (1, 3, 16, 16)
 
 
 def test_task_classifier_weights_refused(tmp_path):

@@ -31,7 +31,7 @@ from basicsr.ensemble.runner import apply_unit_range, build_ensemble_from_opt
 Member = Callable[[Tensor, Mapping[str, Any]], Tensor]
 
 
-def _model_member(spec: Mapping[str, Any], device: torch.device, index: int) -> Member:
+def _model_member(spec: Mapping[str, Any], device: torch.device, index: int, trust_pickle: bool = False) -> Member:
     from basicsr.archs import build_network
     from basicsr.archs.pretrained import load_pretrained
     from basicsr.inference.pipeline import build_inference
@@ -43,7 +43,7 @@ def _model_member(spec: Mapping[str, Any], device: torch.device, index: int) -> 
     if not weights:
         raise ValueError(f"ensemble.members[{index}]: give 'weights' (or path.pretrain_network_g in {spec['opt']})")
     net = build_network(opt['network_g'])
-    load_pretrained(net, str(weights), key=spec.get('param_key', 'auto'))
+    load_pretrained(net, str(weights), key=spec.get('param_key', 'auto'), trust_pickle=trust_pickle)
     net = net.to(device).eval()
     settings = {**(opt.get('val') or {}), **(opt.get('test') or {})}
     where = f'ensemble.members[{index}]'
@@ -72,8 +72,10 @@ def _folder_member(spec: Mapping[str, Any], index: int) -> Member:
     return member
 
 
-def build_members(specs: Sequence[Mapping[str, Any]], device: torch.device) -> List[Member]:
-    """One callable ``(lq (1, C, H, W) in [0, 1], dataset item) -> (1, 3, H', W')`` per member."""
+def build_members(specs: Sequence[Mapping[str, Any]], device: torch.device, trust_pickle: bool = False
+                  ) -> List[Member]:
+    """One callable ``(lq (1, C, H, W) in [0, 1], dataset item) -> (1, 3, H', W')`` per member; ``trust_pickle``
+    (``--trust-pickle``) lets member weights pickle objects other than tensors."""
     if not specs:
         raise ValueError("ensemble.members: list at least one base model ({opt, weights} or {predictions})")
     members = []
@@ -81,7 +83,7 @@ def build_members(specs: Sequence[Mapping[str, Any]], device: torch.device) -> L
         if not isinstance(spec, Mapping) or ('opt' in spec) == ('predictions' in spec):
             raise ValueError(f"ensemble.members[{i}]: expected {{opt: FILE, weights: FILE}} or "
                              f'{{predictions: DIR}}, got {spec!r}')
-        members.append(_model_member(spec, device, i) if 'opt' in spec else _folder_member(spec, i))
+        members.append(_model_member(spec, device, i, trust_pickle) if 'opt' in spec else _folder_member(spec, i))
     return members
 
 
@@ -111,10 +113,11 @@ class EnsemblePipeline:
         return fused.unsqueeze(0).to(lq.device)
 
 
-def build_ensemble_pipeline(opt: Mapping[str, Any], device: torch.device) -> EnsemblePipeline:
+def build_ensemble_pipeline(opt: Mapping[str, Any], device: torch.device, trust_pickle: bool = False
+                            ) -> EnsemblePipeline:
     """The pipeline of an ``ensemble:`` block (see the module docstring)."""
     specs = opt.get('members') or []
-    members = build_members(specs, device)
+    members = build_members(specs, device, trust_pickle)
     ensembler = build_ensemble_from_opt({k: v for k, v in opt.items() if k != 'members'}, num_models=len(members))
     names = [Path(s.get('opt') or s.get('predictions')).stem for s in specs]
     return EnsemblePipeline(members, ensembler, names)
