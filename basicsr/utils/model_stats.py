@@ -105,7 +105,9 @@ def peak_memory(fn: Callable[[], Any], device: Any = 'cpu') -> int:
         fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
     current = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
+    # start_ns() exists from torch 2.4; torch 2.3's events only have start_us()
+    start = (lambda e: e.start_ns()) if events and hasattr(events[0], 'start_ns') else (lambda e: e.start_us())
+    for event in sorted(events, key=start):
         current += event.nbytes()
         peak = max(peak, current)
     return int(peak)
