@@ -144,16 +144,18 @@ class Restorer:
             out = main_output(self.pipeline(lq.unsqueeze(0).to(self.device), **self.conditions))
         out = out.clamp(0, 1).float().cpu()[0]
         seconds = time.time() - start
-        depth = 16 if self.keep_bit_depth and stored.bit_depth > 8 else 8
-        write_image(targets[0], to_stored_layout(tensor2img(out, np.float32), stored, depth))
-        write_image(targets[1], tensor2img(side_by_side(lq, out, gt)))
-        self.written.update({t.resolve(): path for t in targets})
         rec = {'image': path.name, 'seconds': round(seconds, 3)}
         routing = self.pipeline.routing_records()  # routed networks (UniRestorer): leaf, level, expert
         rec.update(routing[0] if routing else {})
         if gt is not None and gt.shape == out.shape:
-            rec.update({f'{k}_input': v for k, v in compute_metrics(lq, gt, 'basicsr_rgb').items()})
+            if lq.shape == gt.shape:
+                rec.update({f'{k}_input': v for k, v in compute_metrics(lq, gt, 'basicsr_rgb').items()})
             rec.update({f'{k}_output': v for k, v in compute_metrics(out, gt, 'basicsr_rgb').items()})
+        # written last, so an image that fails leaves no output behind
+        depth = 16 if self.keep_bit_depth and stored.bit_depth > 8 else 8
+        write_image(targets[0], to_stored_layout(tensor2img(out, np.float32), stored, depth))
+        write_image(targets[1], tensor2img(side_by_side(lq, out, gt)))
+        self.written.update({t.resolve(): path for t in targets})
         return rec
 
 
