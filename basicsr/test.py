@@ -118,7 +118,8 @@ def test_basicsr_model(model, opt: dict, out_root: Path, logger) -> dict:
 def test_pipeline(root_path: str) -> dict:
     """BasicSR's entry point: a method's ``test.py`` imports its plug-ins and calls this with its repository root;
     reads ``sys.argv`` like :func:`basicsr.train.train_pipeline` and writes ``<root_path>/results/<name>``."""
-    return main(sys.argv[1:], root=root_path)
+    from basicsr.utils.cli import result_or_exit
+    return result_or_exit(lambda argv: main(argv, root=root_path), sys.argv[1:])
 
 
 if __name__ == '__main__':

@@ -68,9 +68,11 @@ def train_pipeline(root_path: str) -> dict:
 
     Reads ``sys.argv`` (``-opt``, ``--launcher``, ``--auto_resume``, ``--debug``, ``--local_rank``, ``--force_yml``
     and this toolbox's ``--set``/``--import``); writes ``<root_path>/experiments/<name>`` and
-    ``<root_path>/tb_logger/<name>``; resumes from the run's newest checkpoint.
+    ``<root_path>/tb_logger/<name>``; resumes from the run's newest checkpoint. Errors are one line
+    (:mod:`basicsr.utils.cli`).
     """
-    return main(sys.argv[1:], root=root_path)
+    from basicsr.utils.cli import result_or_exit
+    return result_or_exit(lambda argv: main(argv, root=root_path), sys.argv[1:])
 
 
 if __name__ == '__main__':

@@ -350,3 +350,14 @@ def test_error_in_a_dataloader_worker_is_its_own_message(tmp_path, capsys):
     assert code == 2
     line = one_line(err, 'img05.png', 'truncated')
     assert 'Traceback' not in line and 'File "' not in line
+
+
+def test_basicsr_train_pipeline_reports_one_line(tmp_path, capsys, monkeypatch):
+    """A BasicSR method's own train.py calls train_pipeline(root_path): its errors are one line and exit 2 too."""
+    from basicsr.train import train_pipeline
+    opt = tiny_options(tmp_path, name='plug', extra={'network_g.width': 'sixteen'})
+    monkeypatch.setattr('sys.argv', ['train.py', '-opt', str(opt)])
+    with pytest.raises(SystemExit) as info:
+        train_pipeline(str(tmp_path))
+    assert info.value.code == 2
+    one_line(capsys.readouterr().err, "'network_g.width'")

@@ -213,6 +213,16 @@ def run_cli(main: Callable[..., Any], argv: Optional[Sequence[str]] = None) -> i
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
+def result_or_exit(main: Callable[[List[str]], Any], argv: Sequence[str]) -> Any:
+    """``main(argv)``'s result; on an error, its one line and ``sys.exit`` with the status (:func:`run_cli`).
+    For entry points that other scripts call (BasicSR's ``train_pipeline(root_path)``)."""
+    results: List[Any] = []
+    code = run_cli(lambda args: results.append(main(args)), list(argv))
+    if code:
+        sys.exit(code)
+    return results[0] if results else None
+
+
 @contextmanager
 def discard_on_failure(folder: str | Path, enabled: bool = True,
                        keep: Optional[Callable[[Path], bool]] = None) -> Iterator[None]:
