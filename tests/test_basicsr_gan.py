@@ -129,3 +129,42 @@ def test_esrgan_step_and_net_d_init_iters(tmp_path, vgg_path):
     assert {'l_g_gan', 'l_g_percep'} <= set(model.log_dict)
     assert not all(torch.equal(a, b) for a, b in zip(g_before, model.net_g.parameters()))
     assert all(p.requires_grad for p in model.net_d.parameters())
+
+
+@pytest.mark.parametrize('scale, shape, first, total', [
+    (4, (1, 3, 32, 32), [-0.048141852021217346, -0.040614958852529526, -0.0461110845208168, -0.04538809135556221],
+     31.220180785283446),
+    (2, (1, 3, 16, 16), [0.07070628553628922, 0.08258993178606033, 0.08468537777662277, 0.08011247217655182],
+     17.037498363642953)])
+def test_rrdbnet_matches_basicsr_seeded_outputs(scale, shape, first, total):
+    """Same parameter names (72 entries), initialisation order and forward as BasicSR's RRDBNet."""
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.get('RRDBNet')(3, 3, scale=scale, num_feat=8, num_block=2, num_grow_ch=4)
+    assert len(net.state_dict()) == 72 and 'body.1.rdb3.conv5.weight' in net.state_dict()
+    with torch.no_grad():
+        out = net(torch.linspace(0, 1, 3 * 8 * 8).view(1, 3, 8, 8))
+    assert out.shape == shape
+    np.testing.assert_allclose(out.flatten()[:4].tolist(), first, atol=1e-6)
+    assert float(out.double().sum()) == pytest.approx(total, abs=1e-4)
+
+
+def test_basicsr_path_helpers(tmp_path):
+    from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_meta_info_file, paths_from_folder,
+                                        paths_from_lmdb)
+    for sub, names in (('gt', ['a.png', 'b.png']), ('lq', ['ax2.png', 'bx2.png'])):
+        (tmp_path / sub).mkdir()
+        for n in names:
+            (tmp_path / sub / n).write_bytes(b'')
+    pairs = paired_paths_from_folder([str(tmp_path / 'lq'), str(tmp_path / 'gt')], ['lq', 'gt'], '{}x2')
+    assert pairs == [{'lq_path': str(tmp_path / 'lq' / f'{n}x2.png'), 'gt_path': str(tmp_path / 'gt' / f'{n}.png')}
+                     for n in 'ab']
+    (tmp_path / 'meta.txt').write_text('b.png (4,4,3)\n')
+    assert paired_paths_from_meta_info_file([str(tmp_path / 'lq'), str(tmp_path / 'gt')], ['lq', 'gt'],
+                                            str(tmp_path / 'meta.txt'), '{}x2') == pairs[1:]
+    assert sorted(paths_from_folder(str(tmp_path / 'gt'))) == [str(tmp_path / 'gt' / n) for n in ('a.png', 'b.png')]
+    db = tmp_path / 'x.lmdb'
+    db.mkdir()
+    (db / 'meta_info.txt').write_text('img1.png (4,4,3) 1\nimg2.png (4,4,3) 1\n')
+    assert paths_from_lmdb(str(db)) == ['img1', 'img2']
+    with pytest.raises(ValueError, match='is missing'):
+        paired_paths_from_folder([str(tmp_path / 'lq'), str(tmp_path / 'gt')], ['lq', 'gt'], '{}x3')

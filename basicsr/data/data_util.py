@@ -131,3 +131,75 @@ def unpaired_message(owner: str, gt_desc: str, lq_desc: str, tmpl: str, gt_only:
     if lq_only:
         parts.append(f'{len(lq_only)} LQ file(s) in {lq_desc} have no GT partner in {gt_desc}: {preview(lq_only)}')
     return f"{owner}: {'; '.join(parts)} (LQ name = filename_tmpl '{tmpl}' applied to the GT name stem)"
+
+
+# ---------------------------------------------------------------------------------------------- BasicSR's names
+# ``basicsr.data.data_util`` helpers that datasets written against BasicSR import: lists of paths or of
+# ``{'<key>_path': ...}`` pairs; LMDB entries are keys (the name before the first '.').
+def scandir(dir_path: str, suffix: Optional[Sequence[str]] = None, recursive: bool = False,
+            full_path: bool = False) -> Iterable[str]:
+    """BasicSR's ``scandir`` (see :func:`basicsr.utils.misc.scandir`)."""
+    from basicsr.utils.misc import scandir as scan
+    return scan(dir_path, suffix=suffix, recursive=recursive, full_path=full_path)
+
+
+def _two(folders: Sequence[str], keys: Sequence[str]) -> Tuple[str, str, str, str]:
+    if len(folders) != 2 or len(keys) != 2:
+        raise DataError(f'expected [input_folder, gt_folder] and [input_key, gt_key], got {folders} and {keys}')
+    return folders[0], folders[1], keys[0], keys[1]
+
+
+def _lmdb_keys(folder: str) -> List[str]:
+    if not str(folder).endswith('.lmdb'):
+        raise DataError(f"'{folder}' is not an LMDB folder (its name must end with .lmdb)")
+    return [name.split('.')[0] for name in read_meta_info(os.path.join(folder, 'meta_info.txt'),
+                                                          f'{folder}/meta_info.txt')]
+
+
+def paths_from_folder(folder: str) -> List[str]:
+    """The files at the top level of ``folder`` (hidden ones skipped), as full paths."""
+    return [os.path.join(folder, p) for p in scandir(folder)]
+
+
+def paths_from_lmdb(folder: str) -> List[str]:
+    """The keys of an LMDB folder, from its ``meta_info.txt``."""
+    return _lmdb_keys(folder)
+
+
+def paired_paths_from_folder(folders: Sequence[str], keys: Sequence[str], filename_tmpl: str) -> List[Dict[str, str]]:
+    """Pairs of files: for every GT file, the input file named ``filename_tmpl.format(gt_stem) + ext``."""
+    input_folder, gt_folder, input_key, gt_key = _two(folders, keys)
+    inputs, gts = set(scandir(input_folder)), list(scandir(gt_folder))
+    if len(inputs) != len(gts):
+        raise DataError(f"{input_key} folder '{input_folder}' has {len(inputs)} files, {gt_key} folder "
+                        f"'{gt_folder}' has {len(gts)}")
+    pairs = []
+    for gt in gts:
+        stem_, ext = os.path.splitext(os.path.basename(gt))
+        name = f'{filename_tmpl.format(stem_)}{ext}'
+        if name not in inputs:
+            raise DataError(f"'{name}' (for {gt_key} '{gt}') is missing from {input_key} folder '{input_folder}'")
+        pairs.append({f'{input_key}_path': os.path.join(input_folder, name),
+                      f'{gt_key}_path': os.path.join(gt_folder, gt)})
+    return pairs
+
+
+def paired_paths_from_lmdb(folders: Sequence[str], keys: Sequence[str]) -> List[Dict[str, str]]:
+    """Pairs of LMDB keys; both databases must hold the same keys."""
+    input_folder, gt_folder, input_key, gt_key = _two(folders, keys)
+    input_keys, gt_keys = _lmdb_keys(input_folder), _lmdb_keys(gt_folder)
+    if set(input_keys) != set(gt_keys):
+        raise DataError(f"LMDB keys of {input_key} '{input_folder}' and {gt_key} '{gt_folder}' differ")
+    return [{f'{input_key}_path': k, f'{gt_key}_path': k} for k in sorted(input_keys)]
+
+
+def paired_paths_from_meta_info_file(folders: Sequence[str], keys: Sequence[str], meta_info_file: str,
+                                     filename_tmpl: str) -> List[Dict[str, str]]:
+    """Pairs for the GT names listed in ``meta_info_file`` (the input name from ``filename_tmpl``)."""
+    input_folder, gt_folder, input_key, gt_key = _two(folders, keys)
+    pairs = []
+    for gt in read_meta_info(meta_info_file):
+        stem_, ext = os.path.splitext(os.path.basename(gt))
+        pairs.append({f'{input_key}_path': os.path.join(input_folder, f'{filename_tmpl.format(stem_)}{ext}'),
+                      f'{gt_key}_path': os.path.join(gt_folder, gt)})
+    return pairs
