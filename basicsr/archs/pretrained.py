@@ -9,7 +9,8 @@ them:
 * a raw state dict;
 * a ``.safetensors`` file (a raw state dict, or the groups above stored by this toolbox);
 * any of these with DataParallel / DistributedDataParallel ``module.`` or ``torch.compile``
-  ``_orig_mod.`` prefixes on every key.
+  ``_orig_mod.`` prefixes on every key, or (in :func:`load_pretrained`) the attribute name of a training
+  wrapper on every key, e.g. PromptIR's Lightning ``{'state_dict': {'net.<key>': ...}}``.
 
 :func:`load_pretrained` then loads it with ``strict=True`` by default. On a mismatch it raises
 :class:`CheckpointMismatchError` naming the first mismatching key (with both shapes when the shapes differ),
@@ -30,7 +31,8 @@ from torch import nn
 from basicsr.utils.serialization import UnreadableFileError, is_safetensors, load_torch_file, read_weights
 
 __all__ = ['AUTO_KEYS', 'CheckpointMismatchError', 'IgnoresCheckpointEntries', 'read_checkpoint',
-           'extract_state_dict', 'read_state_dict', 'compare_state_dicts', 'drop_ignored_entries', 'load_pretrained']
+           'extract_state_dict', 'read_state_dict', 'compare_state_dicts', 'drop_ignored_entries', 'load_pretrained',
+           'strip_owner_prefix']
 
 # key='auto' takes the first of these that holds a state dict (EMA weights are the ones official releases score)
 AUTO_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net', 'model_state_dict', 'network', 'generator')
@@ -154,6 +156,22 @@ def extract_state_dict(ckpt: Any, key: Optional[str] = 'auto', source: str = 'ch
                      f'{list(AUTO_KEYS)} or a raw name -> tensor mapping (pass key=... to choose)')
 
 
+def strip_owner_prefix(expected: Mapping[str, torch.Tensor], sd: StateDict, where: str) -> Tuple[StateDict, str]:
+    """Drop a first name component that every key carries when the rest are mostly the network's keys: the
+    attribute under which a training wrapper held the network (PromptIR's Lightning module stores ``net.*``).
+    Returns ``(state dict, where)``; unchanged unless the stripped names match more of the network's keys than
+    the given ones and at least half of them (so a mismatch is then reported on the real names)."""
+    heads = {k.split('.', 1)[0] for k in sd}
+    if len(heads) != 1 or set(sd) == set(expected) or any('.' not in k for k in sd):
+        return sd, where
+    head = heads.pop()
+    stripped = OrderedDict((k[len(head) + 1:], v) for k, v in sd.items())
+    matched = len(set(stripped) & set(expected))
+    if matched <= len(set(sd) & set(expected)) or 2 * matched < len(expected):
+        return sd, where
+    return stripped, f"{where} (prefix '{head}.' removed)"
+
+
 def _describe(obj: Any) -> str:
     if isinstance(obj, Mapping):
         keys = list(obj.keys())
@@ -224,6 +242,7 @@ def load_pretrained(net: nn.Module, path: PathLike, key: Optional[str] = 'auto',
     sd, where = extract_state_dict(read_checkpoint(path, trust_pickle), key, source)
     sd = drop_ignored_entries(net, sd)
     expected = net.state_dict()
+    sd, where = strip_owner_prefix(expected, sd, where)
     missing, unexpected, mismatched = compare_state_dicts(expected, sd)
     if missing or unexpected or mismatched:
         message = _mismatch_message(net, source, where, expected, missing, unexpected, mismatched)

@@ -84,7 +84,18 @@ def side_by_side(lq: torch.Tensor, out: torch.Tensor, gt: Optional[torch.Tensor]
     parts: List[torch.Tensor] = []
     for p in panels:
         parts += [p.clamp(0, 1), gap]
-    return torch.cat(parts[:-1], dim=2)
+    return stacked_views(torch.cat(parts[:-1], dim=2))
+
+
+def image_views(img: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """``{file-name suffix: (C, H, W) image}`` to save: a stereo pair (6 channels, NAFSSR) as its left and right
+    views ``_L`` / ``_R`` (as NAFNet saves them), any other image as itself (suffix '')."""
+    return {'_L': img[:3], '_R': img[3:]} if img.shape[0] == 6 else {'': img}
+
+
+def stacked_views(img: torch.Tensor) -> torch.Tensor:
+    """A stereo pair (6, H, W) as one viewable (3, 2H, W) image, left view above right; others unchanged."""
+    return torch.cat([img[:3], img[3:]], dim=1) if img.shape[0] == 6 else img
 
 
 @torch.no_grad()
@@ -141,7 +152,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
                 rec.update({f'{k}@{mname}': v for k, v in scorer(mout, gt).items()})
         if save_dir is not None and save_img:
             stem = f'{name}_{suffix}' if suffix else name
-            write_image(save_dir / f'{stem}.png', tensor2img(pred))
+            for view, img in image_views(pred).items():
+                write_image(save_dir / f'{stem}{view}.png', tensor2img(img))
             if save_cmp:
                 write_image(save_dir / 'comparison' / f'{stem}.png',
                             tensor2img(side_by_side(item['lq'].float().cpu(), pred, gt)))

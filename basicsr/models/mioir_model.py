@@ -15,6 +15,7 @@ is given and in test-time padding:
   ``Restormer*`` and ``PromptIR`` to 64, ``Uformer*`` to 128: filled in as ``val``/``test``
   ``pad_multiple`` unless the file sets one. MiOIR's Uformer test also pads non-square images to a square
   (centred reflect padding); that step is not reproduced.
+- weights load from ``params`` unless ``path.param_key_g`` says otherwise (BasicSR's loader default).
 """
 from __future__ import annotations
 
@@ -32,12 +33,16 @@ class _MiOIRModel(ImageRestorationModel):
     pad_from_window: bool = False
 
     @classmethod
-    def inference_defaults(cls, opt: Dict[str, Any]) -> Dict[str, Any]:
-        """``{'pad_multiple': n}`` of MiOIR's ``test()`` for this model, {} when it does not pad."""
+    def official_defaults(cls, opt: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        """Option defaults of MiOIR's code for this model, ``{section: {key: value}}``: the ``pad_multiple`` of
+        its ``test()`` and ``path.param_key_g: params`` (BasicSR's loader default; the toolbox's 'auto' would
+        prefer ``params_ema``)."""
+        pad = cls.pad
         if cls.pad_from_window:
             window = (opt.get('network_g') or {}).get('window_size')
-            return {'pad_multiple': int(window)} if isinstance(window, int) else {}
-        return {'pad_multiple': cls.pad} if cls.pad else {}
+            pad = int(window) if isinstance(window, int) else 0
+        inference = {'pad_multiple': pad} if pad else {}
+        return {'val': inference, 'test': inference, 'path': {'param_key_g': 'params'}}
 
 
 @MODEL_REGISTRY.register()

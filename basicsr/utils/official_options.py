@@ -9,8 +9,9 @@ only their dataset paths changed. :func:`adapt_official_keys` runs on the loaded
   the toolbox's MixUp is ``train.mixing_augs``);
 - MiOIR's classifier blocks of its ``*_EP_class`` test files (``network_c`` and ``path_c``) become
   ``test.task_classifier`` (the classifier that picks the explicit prompt);
-- a model class may declare ``inference_defaults(opt)``, the test-time padding its official ``test()`` applies
-  (MiOIR's SwinIR/Restormer/Uformer/PromptIR models): filled into ``val`` / ``test`` where the file says nothing;
+- a model class may declare ``official_defaults(opt)``, defaults of its official code that differ from the
+  toolbox's (MiOIR: the test-time padding of its SwinIR/Restormer/Uformer/PromptIR models, weights from
+  ``params``): filled in where the file says nothing;
 - architectures of BasicSR that the toolbox does not support (EDSR, ...) are refused naming ``network_g.type``,
   and so is BasicSR's NIQE metric (its pristine model is not shipped, see ``UNSUPPORTED_METRICS``).
 """
@@ -66,7 +67,7 @@ def adapt_official_keys(opt: Dict[str, Any], source: str) -> Dict[str, Any]:
                                    'model has no mixup_aug to run it); use train.mixing_augs: {mixup: true, ...}')
         del train['mixup']
     _classifier_blocks(opt, source)
-    _model_inference_defaults(opt)
+    _model_defaults(opt)
     if unused:
         logging.getLogger('basicsr').warning(f'{source}: ignoring keys the official code never reads: '
                                              + '; '.join(unused))
@@ -103,20 +104,22 @@ def _classifier_blocks(opt: Dict[str, Any], source: str) -> None:
     test.setdefault('task_classifier', block)
 
 
-def _model_inference_defaults(opt: Dict[str, Any]) -> None:
+def _model_defaults(opt: Dict[str, Any]) -> None:
+    """Fill the defaults a model class declares (``official_defaults(opt) -> {section: {key: value}}``) where
+    the file says nothing; ``val`` only when the file has a ``val`` section."""
     from basicsr.utils.registry import MODEL_REGISTRY, RegistryError
     name = opt.get('model_type')
     try:
         cls = MODEL_REGISTRY.get(name) if isinstance(name, str) else None
     except RegistryError:
         return  # reported by validation
-    defaults = getattr(cls, 'inference_defaults', None)
+    defaults = getattr(cls, 'official_defaults', None)
     if defaults is None:
         return
-    values = defaults(opt)
-    for section in ('val', 'test'):
-        if section == 'test' or isinstance(opt.get('val'), dict):
-            block = opt.setdefault(section, {})
-            if isinstance(block, dict):
-                for k, v in values.items():
-                    block.setdefault(k, v)
+    for section, values in defaults(opt).items():
+        if not values or (section == 'val' and not isinstance(opt.get('val'), dict)):
+            continue
+        block = opt.setdefault(section, {})
+        if isinstance(block, dict):
+            for k, v in values.items():
+                block.setdefault(k, v)
