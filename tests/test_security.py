@@ -276,7 +276,7 @@ def test_test_py_refuses_malicious_pretrained_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_py_refuses_malicious_pretrained_weights_and_resume_state(tmp_path):
+def test_train_py_refuses_malicious_pretrained_weights_resume_state_and_vgg_weights(tmp_path):
     marker = tmp_path / 'marker'
     opt_file = tiny_options(tmp_path, name='sec', total_iter=2, width=8)
     net = yaml.safe_load(opt_file.read_text())['network_g']
@@ -288,6 +288,12 @@ def test_train_py_refuses_malicious_pretrained_weights_and_resume_state(tmp_path
     run = run_script([PYTHON, 'basicsr/train.py', '-opt', str(opt_file), '--set', f'path.resume_state={state}'],
                      cwd=ROOT)
     assert_refused_line(run, state, marker)
+    vgg = plant(tmp_path / 'vgg19.pth', marker, content={'features.0.weight': torch.zeros(64, 3, 3, 3)})
+    loss = f"{{type: PerceptualLoss, layer_weights: {{conv5_4: 1.0}}, vgg_weights_path: '{vgg}'}}"
+    run = run_script([PYTHON, 'basicsr/train.py', '-opt', str(opt_file), '--set', f'train.perceptual_opt={loss}'],
+                     cwd=ROOT)
+    assert not marker.exists() and run.returncode == 2
+    assert f'refusing to load {vgg}: it pickles posix.system' in run.stderr.splitlines()[-1]
 
 
 @pytest.mark.slow

@@ -46,16 +46,23 @@ logger = logging.getLogger('basicsr')
 
 
 class RefusedPickleError(ValueError):
-    """A file pickles objects other than tensors and containers; it was not unpickled (exit status 2)."""
+    """A file pickles objects other than tensors and containers; it was not unpickled (exit status 2).
+
+    Made by :meth:`for_file` (``path`` and ``global_name`` set); ``RefusedPickleError(message)`` also works, so
+    callers can re-raise it with their option key in front.
+    """
 
     exit_code = 2  # a user mistake for the command-line wrapper (basicsr.utils.cli)
+    path: Optional[str] = None
+    global_name: Optional[str] = None
 
-    def __init__(self, path: PathLike, global_name: str) -> None:
-        self.path = str(path)
-        self.global_name = global_name
-        super().__init__(f'refusing to load {path}: it pickles {global_name}; only tensors, numbers, strings, lists '
-                         f'and dicts are read from pickled files, since unpickling anything else can run code; '
-                         f'{TRUST_PICKLE_HINT}')
+    @classmethod
+    def for_file(cls, path: PathLike, global_name: str) -> 'RefusedPickleError':
+        exc = cls(f'refusing to load {path}: it pickles {global_name}; only tensors, numbers, strings, lists and '
+                  f'dicts are read from pickled files, since unpickling anything else can run code; '
+                  f'{TRUST_PICKLE_HINT}')
+        exc.path, exc.global_name = str(path), global_name
+        return exc
 
 
 class UnreadableFileError(ValueError):
@@ -168,7 +175,7 @@ def load_torch_file(path: PathLike, map_location: Any = 'cpu', trust_pickle: boo
         if not trust_pickle:
             refused = unsafe_globals(data if data is not None else path.read_bytes())
             if refused:
-                raise RefusedPickleError(path, refused[0]) from None
+                raise RefusedPickleError.for_file(path, refused[0]) from None
         raise UnreadableFileError(f'{path} cannot be read (truncated or not a torch file?): '
                                   f'{_first_line(exc)}') from exc
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, KeyError) as exc:
