@@ -268,7 +268,8 @@ def test_test_py_refuses_malicious_pretrained_weights(tmp_path):
     assert_refused_line(run, evil, marker)
     official = tmp_path / 'official.pth'  # pickles an argparse.Namespace: loads only with --trust-pickle
     torch.save({'params': build_network(TINY_NET).state_dict(), 'args': argparse.Namespace(lr=1e-3)}, official)
-    cmd = [PYTHON, 'basicsr/test.py', '-opt', str(tmp_path / 'test.yml'), '--set', f'path.pretrain_network_g={official}']
+    cmd = [PYTHON, 'basicsr/test.py', '-opt', str(tmp_path / 'test.yml'),
+           '--set', f'path.pretrain_network_g={official}']
     run = run_script(cmd, cwd=ROOT)
     assert run.returncode == 2 and 'it pickles argparse.Namespace' in run.stderr
     run = run_script(cmd + ['--trust-pickle'], cwd=ROOT)
