@@ -9,7 +9,8 @@ into a single line ``error: <message>`` on stderr (and into the training log whe
 * exit status 1 for a runtime failure: the NaN-loss guard, a failed write, anything unexpected.
 
 The traceback is printed only with ``--debug`` on the command line or ``BASICSR_DEBUG=1`` in the environment.
-:class:`ArgumentParser` makes argparse's own errors (bad flag, bad value) one line as well.
+:class:`ArgumentParser` makes argparse's own errors (bad flag, bad value) one line as well;
+:func:`discard_on_failure` removes an output folder that a failed command had just made (no partial output).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import argparse
 import logging
 import os
 import re
-import sys
 import shutil
+import sys
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
