@@ -109,21 +109,23 @@ def pickled_globals(data: bytes) -> List[str]:
     pickles followed by raw storages) or a plain pickle.
     """
     found: List[str] = []
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for member in archive.namelist():
-                if member.endswith('.pkl'):
+    try:
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                for member in (m for m in archive.namelist() if m.endswith('.pkl')):
                     try:
                         _scan_pickle(io.BytesIO(archive.read(member)), found)
-                    except (ValueError, EOFError, zipfile.BadZipFile):
+                    except Exception:  # noqa: BLE001 - a damaged record: the globals before the damage are kept
                         continue
+            return found
+    except Exception:  # noqa: BLE001 - a damaged archive (zipfile raises several types): torch reports it
         return found
     stream = io.BytesIO(data)
     while stream.tell() < len(data):
         try:
             _scan_pickle(stream, found)
-        except (ValueError, EOFError):
-            break  # the raw storage bytes after the pickles of a legacy file, or a truncated pickle
+        except Exception:  # noqa: BLE001 - the raw storages after a legacy file's pickles, or a damaged pickle
+            break
     return found
 
 
@@ -178,9 +180,9 @@ def load_torch_file(path: PathLike, map_location: Any = 'cpu', trust_pickle: boo
                 raise RefusedPickleError.for_file(path, refused[0]) from None
         raise UnreadableFileError(f'{path} cannot be read (truncated or not a torch file?): '
                                   f'{_first_line(exc)}') from exc
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, KeyError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in torch's reader (struct, index, ...)
         raise UnreadableFileError(f'{path} cannot be read (truncated or not a torch file?): '
                                   f'{type(exc).__name__}: {_first_line(exc)}') from exc
 
