@@ -102,6 +102,30 @@ def test_junk_is_unreadable_not_refused(tmp_path):
         load_torch_file(tmp_path / 'junk.pth')
 
 
+def test_damaged_malicious_files_are_refused_or_unreadable(tmp_path):
+    """Random byte changes and cuts of malicious files (zip, legacy, protocol 4): never loaded, never a raw error."""
+    import io
+    import random
+    marker = tmp_path / 'marker'
+    bases = []
+    for kwargs in ({}, {'_use_new_zipfile_serialization': False}, {'pickle_protocol': 4}):
+        buf = io.BytesIO()
+        torch.save({'w': torch.zeros(4), 'extra': payload(marker)}, buf, **kwargs)
+        bases.append(buf.getvalue())
+    rng = random.Random(0)
+    outcomes = set()
+    for _ in range(150):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[:rng.randrange(len(data))]
+        with pytest.raises((RefusedPickleError, UnreadableFileError)) as info:
+            load_torch_file(tmp_path / 'f.pth', data=bytes(data))
+        outcomes.add(info.type)
+    assert outcomes == {RefusedPickleError, UnreadableFileError} and not marker.exists()
+
+
 def test_trust_pickle_is_the_way_to_load_an_old_checkpoint(tmp_path):
     from basicsr.archs.pretrained import load_pretrained
     sd = build_network(TINY_NET).state_dict()
