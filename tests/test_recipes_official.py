@@ -221,10 +221,8 @@ def test_promptir_crops_come_from_the_centre_trimmed_image(tmp_path, h, w, top, 
     assert {c for _, c in starts} == set(range(left, left + trimmed_w - size + 1))
 
 
-def test_dsrir_crops_every_sample_of_a_batch_independently():
-    opt = _train('AllInOne/DSRIR_allinone.yml')['datasets']['train']
-    assert opt['progressive_crop'] == 'per_sample'
-    hook = ProgressiveHook([16], [8], [10], crop=opt['progressive_crop'], seed=0)
+def test_per_sample_progressive_crop_gives_every_sample_its_own_offset():
+    hook = ProgressiveHook([16], [8], [10], crop='per_sample', seed=0)
     plane = torch.arange(24 * 24, dtype=torch.float32).view(1, 1, 24, 24)
     batch = {'gt': plane.expand(16, 3, 24, 24).clone(), 'lq': plane.expand(16, 3, 24, 24).clone()}
 
@@ -234,14 +232,70 @@ def test_dsrir_crops_every_sample_of_a_batch_independently():
     for it in range(1, 21):
         T.iter = it
         out = hook.before_iter(T, [batch])[0]
-        offsets = {(int(g[0, 0, 0]) // 24, int(g[0, 0, 0]) % 24) for g in out['gt']}
         assert torch.equal(out['gt'], out['lq'])  # input and target cut alike
-        shared += len(offsets) == 1
-    # officially each sample is cropped on its own: 16 crops sharing one of 17 x 17 offsets never happens
-    assert shared == 0
-    batch_hook = ProgressiveHook([16], [8], [10], crop='batch', seed=0)
-    out = batch_hook.before_iter(T, [batch])[0]
+        shared += len({int(g[0, 0, 0]) for g in out['gt']}) == 1
+    assert shared == 0  # 16 crops sharing one of 17 x 17 offsets: never with independent offsets
+    out = ProgressiveHook([16], [8], [10], crop='batch', seed=0).before_iter(T, [batch])[0]
     assert len({int(g[0, 0, 0]) for g in out['gt']}) == 1
+
+
+def test_dsrir_loads_every_stage_at_its_patch_size_with_independent_uniform_crops(tmp_path):
+    """DSRIR train.py switches between four DataLoaders, each cropping every sample independently at the stage's
+    patch size, uniformly over the whole (reflect-padded to that size) image. The recipe's 'loader' mode does the
+    same through the sampler: stage 1 (8 px here) offsets cover the whole 24 px image uniformly, where cutting 8
+    from inside a 16 px crop would make offset 0 nine times rarer (1/81 instead of 1/17)."""
+    from basicsr.data import build_dataset
+    from basicsr.engine.trainer import TrainStream
+    recipe = _train('AllInOne/DSRIR_allinone.yml')['datasets']['train']
+    assert recipe['progressive_crop'] == 'loader'
+    rows, cols = np.meshgrid(np.arange(24), np.arange(24), indexing='ij')
+    img = np.stack([rows, cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    for sub in ('gt', 'lq'):
+        (tmp_path / sub).mkdir()
+        for i in range(5):
+            cv2.imwrite(str(tmp_path / sub / f'{i}.png'), img[..., ::-1])
+    opt = {'name': 'stages', 'type': 'PairedImageDataset', 'phase': 'train', 'gt_size': 16, 'cache_images': True,
+           'dataroot_gt': str(tmp_path / 'gt'), 'dataroot_lq': str(tmp_path / 'lq'), 'batch_size_per_gpu': 2,
+           'num_worker_per_gpu': 0, 'progressive_crop': recipe['progressive_crop']}
+    ds = build_dataset(opt)
+    stream = TrainStream(ds, opt, torch.device('cpu'), seed=0)
+    stream.load_stage_sizes([8, 16], [300, 4])
+    sizes, tops = [], []
+    for _ in range(304):
+        batch = stream.next()
+        stream.sampler.record(batch['gt'].size(0))
+        sizes.append(batch['gt'].shape[-1])
+        if sizes[-1] == 8:
+            tops += (batch['gt'][:, 0, 0, 0] * 255).round().long().tolist()
+            assert torch.equal(batch['gt'], batch['lq'])
+    assert sizes == [8] * 300 + [16] * 4  # epochs of 2 iterations run through both stages
+    counts = np.bincount(tops, minlength=17)
+    assert counts.size == 17 and counts.min() > 0  # every offset of the whole image
+    assert counts[0] > 600 / 17 / 2  # about 600 / 17 = 35 at the border (nested crops: 600 / 81 = 7)
+    state = stream.state_dict()
+    resumed = TrainStream(ds, opt, torch.device('cpu'), seed=0)
+    resumed.load_stage_sizes([8, 16], [300, 4])
+    resumed.load_state_dict(state)
+    assert resumed.next()['gt'].shape[-1] == 16
+
+
+@pytest.mark.parametrize('name', ['AllInOne/DSRIR_allinone.yml', 'MPRNet/MPRNet_Deblurring.yml'])
+def test_small_images_are_padded_like_torchvision_reflect(tmp_path, name):
+    """DSRIR pads tensors with torchvision's pad(padding_mode='reflect') (edge pixel not repeated), MPRNet pads
+    PIL images the same way (np.pad 'reflect'): a 6 x 5 image and an 8 px patch give exactly that padding."""
+    from basicsr.data import build_dataset
+    recipe = _train(name)['datasets']['train']
+    img = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    for sub in ('gt', 'lq'):
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / 'a.png'), img[..., ::-1])
+    ds = build_dataset({'name': 'pad', 'type': 'PairedImageDataset', 'phase': 'train', 'gt_size': 8,
+                        'dataroot_gt': str(tmp_path / 'gt'), 'dataroot_lq': str(tmp_path / 'lq'),
+                        'pad_to_gt_size': recipe['pad_to_gt_size'], 'pad_mode': recipe['pad_mode']})
+    ds.set_seed(0)
+    expected = torch.nn.functional.pad(torch.from_numpy(img).permute(2, 0, 1)[None].float(), (0, 3, 0, 2),
+                                       mode='reflect')[0] / 255
+    torch.testing.assert_close(ds[(0, 0)]['gt'], expected, rtol=0, atol=1e-6)
 
 
 def test_mprnet_deblurring_epoch_ends_with_the_partial_batch():

@@ -46,7 +46,8 @@ class RestorationDataset(Dataset, ABC):
     instead of raising; see the module docstring), ``gt_size`` (train patch size), ``scale``, ``in_ch`` (1 or 3),
     ``color`` ('rgb' or 'y': BasicSR's Y-channel training on the BT.601 luma of RGB images),
     ``cache_images`` (keep decoded images in memory), ``pad_to_gt_size`` (mirror-pad training images smaller
-    than ``gt_size`` instead of raising; on by default for Restormer's ``Dataset_*`` type names),
+    than ``gt_size`` instead of raising; on by default for Restormer's ``Dataset_*`` type names; ``pad_mode``
+    'symmetric' or 'reflect', see :func:`~basicsr.data.transforms.pad_to_patch`),
     ``aug_identity_weight`` (see :func:`~basicsr.data.transforms.augment`: 2 for MPRNet/DSRIR, 0 for PromptIR),
     ``saturation_jitter: {prob, max_change}`` (MPRNet deblurring's colour augmentation on uint8 RGB pairs, see
     :func:`~basicsr.data.transforms.saturation_jitter`), ``trim_to_multiple`` (PromptIR: trim each training pair to
@@ -71,6 +72,8 @@ class RestorationDataset(Dataset, ABC):
                             f"in_ch, if given, must be 1), got color={opt.get('color')!r}, in_ch={opt.get('in_ch')!r}")
         self._cache: Optional[Dict[Tuple[str, str], np.ndarray]] = {} if opt.get('cache_images') else None
         self._state = torch.zeros(3, dtype=torch.int64).share_memory_()
+        # patch size carried by the current sampler key (index, epoch, size); per process, shared with tasks
+        self._key_size: Dict[str, Optional[int]] = {'gt_size': None}
         if self.phase == 'train':
             if opt.get('gt_size') is None:
                 raise DataError(f"{self.owner}: option 'gt_size' (training patch size) is required for phase 'train'")
@@ -90,6 +93,10 @@ class RestorationDataset(Dataset, ABC):
                                 f'use_hflip and use_rot true and must be >= 0')
             # Restormer's Dataset_* classes mirror-pad images smaller than the patch; ours raise unless asked
             self.pad_to_gt_size = bool(opt.get('pad_to_gt_size', str(opt.get('type', '')).startswith('Dataset_')))
+            self.pad_mode = opt.get('pad_mode') or 'symmetric'
+            if self.pad_mode not in ('symmetric', 'reflect'):
+                raise DataError(f"{self.owner}: option 'pad_mode' must be 'symmetric' (edge pixel repeated, "
+                                f"Restormer) or 'reflect' (MPRNet, DSRIR), got {self.pad_mode!r}")
 
     # ------------------------------------------------------------------ run-time state
     def set_seed(self, seed: int) -> None:
@@ -109,7 +116,8 @@ class RestorationDataset(Dataset, ABC):
 
     @property
     def gt_size(self) -> int:
-        return int(self._state[_GT_SIZE])
+        """Training patch size: the one the sampler key carries, else the dataset's."""
+        return self._key_size['gt_size'] or int(self._state[_GT_SIZE])
 
     def sample_rng(self, index: int, epoch: int) -> np.random.Generator:
         return np.random.default_rng([int(self._state[_SEED]), epoch, index])
@@ -153,7 +161,7 @@ class RestorationDataset(Dataset, ABC):
                 if self.trim_to_multiple:
                     gt, lq = center_trim([gt, lq], self.trim_to_multiple)
                 if self.pad_to_gt_size:
-                    gt, lq = pad_to_patch(gt, lq, self.gt_size, self.scale)
+                    gt, lq = pad_to_patch(gt, lq, self.gt_size, self.scale, self.pad_mode)
                 gt, lq = paired_random_crop(gt, lq, self.gt_size, self.scale, gt_path, rng, lq_path)
                 gt, lq = augment([gt, lq], self.use_hflip, self.use_rot, rng,
                                  identity_weight=self.identity_weight)
@@ -174,10 +182,14 @@ class RestorationDataset(Dataset, ABC):
     def load_sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
         """Sample ``index`` (``{'lq', 'gt', 'lq_path', 'gt_path'}``) with all randomness drawn from ``rng``."""
 
-    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
-        """``key``: index, or ``(index, epoch)`` from the sampler; indices >= len wrap (enlarged epochs)."""
+    def __getitem__(self, key: Union[int, Tuple[int, ...]]) -> Dict[str, Any]:
+        """``key``: index, or ``(index, epoch)`` from the sampler, or ``(index, epoch, gt_size)`` when the sampler
+        sets each sample's patch size (progressive stages loaded at their own size); indices >= len wrap."""
+        self._key_size['gt_size'] = None
         if isinstance(key, (tuple, list)):
             index, epoch = int(key[0]), int(key[1])
+            if len(key) > 2:
+                self._key_size['gt_size'] = int(key[2])
         else:
             index, epoch = int(key), int(self._state[_EPOCH])
         n = len(self)

@@ -38,7 +38,7 @@ from basicsr.utils.registry import DATASET_REGISTRY, RegistryError
 # options of the multi-task block that every task inherits unless it sets them itself
 INHERITED_KEYS = ('phase', 'gt_size', 'use_flip', 'use_hflip', 'use_rot', 'geometric_augs', 'aug_identity_weight',
                   'saturation_jitter', 'trim_to_multiple', 'scale', 'in_ch', 'color', 'cache_images',
-                  'pad_to_gt_size', 'skip_bad', 'io_backend', 'noise_seed')
+                  'pad_to_gt_size', 'pad_mode', 'skip_bad', 'io_backend', 'noise_seed')
 # keys that describe the task itself rather than its dataset
 TASK_KEYS = ('name', 'label', 'repeat')
 # loader-level keys belong to the multi-task block only
@@ -151,6 +151,7 @@ class MultiTaskDataset(RestorationDataset):
         for task in self.tasks:
             # one shared run-time state: seed, epoch and patch size set on this dataset reach every task
             task.dataset._state = self._state
+            task.dataset._key_size = self._key_size
             self.excluded += task.dataset.excluded  # skip_bad: files the tasks left out
         self.balanced = bool(opt.get('balance_tasks', False))
         counts = [t.base_len * t.repeat for t in self.tasks]

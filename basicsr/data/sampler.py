@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -42,6 +42,8 @@ class EnlargedSampler(Sampler):
         self.total_size = self.num_samples * num_replicas
         self.epoch = 0
         self.consumed = 0
+        # optional (epoch, position in this rank's shard) -> training patch size, see TrainStream
+        self.patch_size_of: Optional[Callable[[int, int], int]] = None
 
     def global_order(self, epoch: int) -> List[int]:
         """Indices of ``epoch`` for all ranks, padded to ``total_size``."""
@@ -56,12 +58,16 @@ class EnlargedSampler(Sampler):
             order += order[:self.total_size - len(order)]
         return order
 
-    def __iter__(self) -> Iterator[Tuple[int, int]]:
+    def __iter__(self) -> Iterator[Tuple[int, ...]]:
         if self.consumed >= self.num_samples:
             self.consumed = 0  # iterated again without set_epoch: a new pass over the same epoch
         shard = self.global_order(self.epoch)[self.rank:self.total_size:self.num_replicas]
         epoch = self.epoch
-        return iter([(i, epoch) for i in shard[self.consumed:]])
+        if self.patch_size_of is None:
+            return iter([(i, epoch) for i in shard[self.consumed:]])
+        # (index, epoch, patch size): the dataset crops this sample at the size of the iteration it feeds
+        return iter([(i, epoch, self.patch_size_of(epoch, pos))
+                     for pos, i in enumerate(shard) if pos >= self.consumed])
 
     def __len__(self) -> int:
         return self.num_samples

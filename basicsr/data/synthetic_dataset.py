@@ -86,7 +86,7 @@ class SyntheticDegradationDataset(RestorationDataset):
                 if self.trim_to_multiple:
                     gt = center_trim([gt], self.trim_to_multiple)[0]
                 if self.pad_to_gt_size:
-                    gt, _ = pad_to_patch(gt, gt, self.gt_size, 1)
+                    gt, _ = pad_to_patch(gt, gt, self.gt_size, 1, self.pad_mode)
                 # one image on both sides: a plain random crop that shares the paired crop's checks
                 gt, _ = paired_random_crop(gt, gt, self.gt_size, 1, path, rng)
             except ValueError as exc:

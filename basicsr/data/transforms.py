@@ -42,10 +42,13 @@ def align_gt_to_lq(gt: np.ndarray, lq: np.ndarray, scale: int, gt_path: str, lq_
     return gt[:h_want, :w_want]
 
 
-def pad_to_patch(gt: np.ndarray, lq: np.ndarray, gt_patch_size: int, scale: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Mirror-pad (bottom/right, edge pixel repeated like cv2.BORDER_REFLECT) images smaller than the patch.
+def pad_to_patch(gt: np.ndarray, lq: np.ndarray, gt_patch_size: int, scale: int,
+                 mode: str = 'symmetric') -> Tuple[np.ndarray, np.ndarray]:
+    """Mirror-pad (bottom/right) images smaller than the patch.
 
-    Restormer's datasets do this so images smaller than a late-stage patch (384 px) still train.
+    ``mode`` 'symmetric' repeats the edge pixel (cv2.BORDER_REFLECT: Restormer's datasets, so images smaller
+    than a late-stage patch of 384 px still train); 'reflect' does not (torchvision's ``pad(padding_mode=
+    'reflect')`` in MPRNet's and DSRIR's loaders).
     """
     lq_patch = gt_patch_size // scale
     pad_h, pad_w = max(0, lq_patch - lq.shape[0]), max(0, lq_patch - lq.shape[1])
@@ -53,7 +56,7 @@ def pad_to_patch(gt: np.ndarray, lq: np.ndarray, gt_patch_size: int, scale: int)
         return gt, lq
 
     def pad(img: np.ndarray, ph: int, pw: int) -> np.ndarray:
-        return np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode='symmetric')
+        return np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode=mode)
 
     return pad(gt, pad_h * scale, pad_w * scale), pad(lq, pad_h, pad_w)
 

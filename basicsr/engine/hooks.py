@@ -42,8 +42,9 @@ class ProgressiveHook(Hook):
     """Restormer's progressive learning: at cumulative ``iters`` boundaries, use ``mini_batch_sizes[j]``
     samples of each loaded batch, randomly cropped to ``gt_sizes[j]`` (the loader yields ``gt_size``).
 
-    ``crop``: 'batch' (Restormer: one offset for the whole batch) or 'per_sample' (DSRIR, whose per-stage
-    loaders crop every sample independently: here each sample gets its own offset inside its loaded patch).
+    ``crop``: 'batch' (Restormer: one offset for the whole batch), 'per_sample' (each sample gets its own offset
+    inside its loaded patch) or 'loader' (DSRIR's per-stage loaders: the loader already yields each stage's
+    patch size, see :meth:`~basicsr.engine.trainer.TrainStream.load_stage_sizes`, so nothing is cut here).
     Randomness comes from a generator seeded with (seed, iteration), so a resumed run crops identically, and
     the seed is the same on every rank: under DDP every rank cuts the one offset of the batch (a per-sample
     offset is drawn for the whole global batch, each rank taking its samples' share), as one process with the
@@ -57,8 +58,8 @@ class ProgressiveHook(Hook):
         if not len(mini_batch_sizes) == len(gt_sizes) == len(iters):
             raise ValueError(f'datasets.train: mini_batch_sizes ({len(mini_batch_sizes)}), gt_sizes '
                              f'({len(gt_sizes)}) and iters ({len(iters)}) must have the same length')
-        if crop not in ('batch', 'per_sample'):
-            raise ValueError(f"datasets.train.progressive_crop must be 'batch' or 'per_sample', got {crop!r}")
+        if crop not in ('batch', 'per_sample', 'loader'):
+            raise ValueError(f"datasets.train.progressive_crop must be 'batch', 'per_sample' or 'loader', got {crop!r}")
         self.crop = crop
         self.mini_batch_sizes, self.gt_sizes, self.scale, self.seed = mini_batch_sizes, gt_sizes, scale, seed
         self.bounds = [sum(iters[:i + 1]) for i in range(len(iters))]
@@ -97,7 +98,7 @@ class ProgressiveHook(Hook):
         """Crop (N, C, H, W) ``lq`` to ``lq_size`` and ``gt`` alike: one offset, or one per sample."""
         h, w = lq.shape[-2:]
         n, pick = 1, slice(None)
-        if self.crop == 'per_sample':  # offsets of the global batch; the sampler gives rank r positions r::world
+        if self.crop != 'batch':  # offsets of the global batch; the sampler gives rank r positions r::world
             rank, world = get_dist_info()
             n, pick = lq.size(0) * world, slice(rank, None, world)
         tops = torch.randint(h - lq_size + 1, (n, ), generator=gen)[pick].tolist()

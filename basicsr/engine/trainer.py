@@ -52,6 +52,22 @@ class TrainStream:
         full, rest = divmod(len(self.sampler), self.batch_size)
         return max(full + (0 if self.drop_last or not rest else 1), 1)
 
+    def load_stage_sizes(self, gt_sizes: List[int], iters: List[int], batches_per_iter: int = 1) -> None:
+        """Progressive stages loaded at their own patch size (``progressive_crop: loader``, DSRIR's per-stage
+        loaders): every sample of the batches of iteration k is cropped by the dataset at the ``gt_sizes`` entry of
+        k's stage (stage j ends at iteration ``sum(iters[:j + 1])``), so crops are uniform over the whole image
+        and small images are padded to that size only. Iteration k is fixed by the position in the sample
+        stream (epochs of ``iters_per_epoch`` batches), so prefetching and resuming keep the sizes right."""
+        if not self.drop_last:
+            raise ValueError('datasets.train.progressive_crop: loader needs drop_last (every epoch the same batches)')
+        bounds = [sum(iters[:j + 1]) for j in range(len(iters))]
+        per_epoch, batch = self.iters_per_epoch, self.batch_size
+
+        def size_of(epoch: int, pos: int) -> int:
+            it = (epoch * per_epoch + pos // batch) // batches_per_iter + 1
+            return gt_sizes[next((j for j, b in enumerate(bounds) if it <= b), len(bounds) - 1)]
+        self.sampler.patch_size_of = size_of
+
     def next(self) -> Dict[str, Any]:
         batch = self.prefetcher.next()
         while batch is None:
@@ -109,6 +125,8 @@ class Trainer:
         self.total_iter = int(opt['train']['total_iter'])
         self.warmup_iter = int(opt['train'].get('warmup_iter', -1))
         self.accumulate = int(opt['train'].get('accumulate_grad', 1))
+        if train_opt.get('progressive_crop') == 'loader' and train_opt.get('gt_sizes') and train_opt.get('iters'):
+            self.stream.load_stage_sizes(train_opt['gt_sizes'], train_opt['iters'], self.accumulate)
         self.iter, self.epoch = 0, 0
         self.losses: Dict[str, torch.Tensor] = {}
         self.last_logged_losses: Dict[str, float] = {}
@@ -281,4 +299,3 @@ class Trainer:
         if self.tb is not None and res.get('preview') is not None:
             self.tb.add_image(f'val/{name}', res['preview'].clamp(0, 1), self.iter)
         write_results(res, Path(self.opt['path']['experiments_root']) / 'val_results', f'{name}_{self.iter:08d}')
-

@@ -182,12 +182,12 @@ DATASET_KEYS = {
     'gt_size': Key((int, type(None))), 'use_flip': Key(bool), 'use_hflip': Key(bool), 'use_rot': Key(bool),
     'geometric_augs': Key(bool), 'aug_identity_weight': Key(int),
     'saturation_jitter': Key((dict, type(None)), open_children=True, children={}),
-    'trim_to_multiple': Key((int, type(None))),
+    'trim_to_multiple': Key((int, type(None))), 'pad_mode': Key(str, choices=['symmetric', 'reflect']),
     'scale': Key(int), 'color': Key(OPT_STR), 'in_ch': Key(int),
     'skip_bad': Key(bool), 'cache_images': Key(bool), 'pad_to_gt_size': Key(bool),
     # Restormer progressive training
     'mini_batch_sizes': Key(list), 'iters': Key(list), 'gt_sizes': Key(list),
-    'progressive_crop': Key(str, choices=['batch', 'per_sample']),
+    'progressive_crop': Key(str, choices=['batch', 'per_sample', 'loader']),
     # synthetic degradations
     'degradation': Key((dict, list)), 'noise_seed': Key(int),
     'sigma_type': Key(str), 'sigma_range': Key((list, NUM)), 'sigma_test': Key(NUM),
