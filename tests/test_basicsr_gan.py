@@ -168,3 +168,60 @@ def test_basicsr_path_helpers(tmp_path):
     assert paths_from_lmdb(str(db)) == ['img1', 'img2']
     with pytest.raises(ValueError, match='is missing'):
         paired_paths_from_folder([str(tmp_path / 'lq'), str(tmp_path / 'gt')], ['lq', 'gt'], '{}x3')
+
+
+def realesrgan_options(root: Path, total_iter: int = 4) -> Path:
+    """Real-ESRGAN training at toy size: RealESRGANDataset kernels, second-order degradation, pool of 4."""
+    rng = np.random.default_rng(2)
+    (root / 'hr').mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        smooth = cv2.resize(rng.random((8, 8, 3)).astype(np.float32), (48, 56), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(root / 'hr' / f'{i}.png'), (np.clip(smooth, 0, 1) * 255).round().astype(np.uint8))
+    kernels = {'blur_kernel_size': 21, 'kernel_list': ['iso', 'aniso', 'generalized_iso', 'generalized_aniso',
+                                                       'plateau_iso', 'plateau_aniso'],
+               'kernel_prob': [0.45, 0.25, 0.12, 0.03, 0.12, 0.03], 'sinc_prob': 0.1, 'blur_sigma': [0.2, 3],
+               'betag_range': [0.5, 4], 'betap_range': [1, 2]}
+    opt = {
+        'name': 'real', 'model_type': 'RealESRGANModel', 'scale': 4, 'num_gpu': 0, 'manual_seed': 0,
+        'l1_gt_usm': True, 'percep_gt_usm': True, 'gan_gt_usm': False,
+        'resize_prob': [0.2, 0.7, 0.1], 'resize_range': [0.15, 1.5], 'gaussian_noise_prob': 0.5,
+        'noise_range': [1, 30], 'poisson_scale_range': [0.05, 3], 'gray_noise_prob': 0.4, 'jpeg_range': [30, 95],
+        'second_blur_prob': 0.8, 'resize_prob2': [0.3, 0.4, 0.3], 'resize_range2': [0.3, 1.2],
+        'gaussian_noise_prob2': 0.5, 'noise_range2': [1, 25], 'poisson_scale_range2': [0.05, 2.5],
+        'gray_noise_prob2': 0.4, 'jpeg_range2': [30, 95], 'gt_size': 32, 'queue_size': 4,
+        'datasets': {'train': {'name': 'hr', 'type': 'RealESRGANDataset', 'dataroot_gt': str(root / 'hr'),
+                               'io_backend': {'type': 'disk'}, 'use_hflip': True, 'use_rot': False,
+                               'crop_pad_size': 48, 'final_sinc_prob': 0.8, **kernels,
+                               **{f'{k}2': v for k, v in kernels.items()}, 'num_worker_per_gpu': 0,
+                               'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 2}},
+        'network_g': {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                      'num_grow_ch': 4},
+        'network_d': {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 4, 'skip_connection': True},
+        'train': {'ema_decay': 0.999, 'optim_g': {'type': 'Adam', 'lr': 1e-4}, 'optim_d': {'type': 'Adam', 'lr': 1e-4},
+                  'total_iter': total_iter, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+                  'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'loss_weight': 0.1}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False},
+    }
+    path = root / 'real.yml'
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def test_realesrgan_model_synthesises_pairs_and_resumes_exactly(tmp_path):
+    from basicsr.engine.trainer import Trainer
+    straight = Trainer(parse_options(realesrgan_options(tmp_path / 'a', total_iter=4), root=tmp_path / 'a'))
+    straight.train()
+    model = straight.model
+    assert model.lq.shape == (2, 3, 8, 8) and model.gt.shape == (2, 3, 32, 32)
+    assert torch.equal(model.lq, (model.lq * 255).round() / 255)  # 8-bit LQ, as BasicSR rounds it
+    assert model.queue_ptr == 4  # the pool filled up after two batches and is swapping since
+    ref = read_losses(tmp_path / 'a' / 'experiments' / 'real', 'l_g_pix')
+    opt_b = realesrgan_options(tmp_path / 'b', total_iter=4)
+    Trainer(parse_options(opt_b, ['train.total_iter=3'], root=tmp_path / 'b')).train()
+    resumed = Trainer(parse_options(opt_b, root=tmp_path / 'b'))
+    assert resumed.iter == 3  # the end-of-run checkpoint of the first session
+    resumed.train()
+    assert read_losses(tmp_path / 'b' / 'experiments' / 'real', 'l_g_pix') == ref
+    assert torch.equal(resumed.model.queue_lr, model.queue_lr)
+    for a, b in zip(straight.model.net_d.state_dict().values(), resumed.model.net_d.state_dict().values()):
+        assert torch.equal(a, b)

@@ -32,7 +32,8 @@ class TrainStream:
         from basicsr.data.loader import build_dataloader, build_prefetcher
         from basicsr.data.sampler import EnlargedSampler
         rank, world = get_dist_info()
-        if type(dataset).__module__.split('.')[0] != 'basicsr':  # a plug-in dataset: integer indices, global RNGs
+        from basicsr.data.base_dataset import RestorationDataset
+        if not isinstance(dataset, RestorationDataset):  # BasicSR-style: integer indices, global RNGs
             from basicsr.data.sampler import SeededDataset
             dataset = SeededDataset(dataset, seed)
         self.dataset = dataset

@@ -99,7 +99,15 @@ class BaseModel:
                              for k, v in self.networks().items()},
                 'optimizers': [o.state_dict() for o in self.optimizers],
                 'schedulers': [s.state_dict() for s in self.schedulers],
-                'best_metric_results': getattr(self, 'best_metric_results', None)}
+                'best_metric_results': getattr(self, 'best_metric_results', None),
+                'extra': self.extra_state()}
+
+    def extra_state(self) -> Dict[str, Any]:
+        """State of a subclass beyond networks and optimisers that an exact resume needs (tensors, numbers)."""
+        return {}
+
+    def load_extra_state(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         nets = self.networks()
@@ -111,6 +119,7 @@ class BaseModel:
         self.resume_training(state)
         if state.get('best_metric_results') is not None:
             self.best_metric_results = state['best_metric_results']
+        self.load_extra_state(state.get('extra') or {})
 
     def network_state(self) -> Dict[str, Any]:
         """``{'params': net_g, 'params_ema': net_g_ema}`` on CPU (release-weights layout of ``net_g_latest.pth``)."""

@@ -12,7 +12,8 @@ only their dataset paths changed. :func:`adapt_official_keys` runs on the loaded
 - a model class may declare ``official_defaults(opt)``, defaults of its official code that differ from the
   toolbox's (MiOIR: the test-time padding of its SwinIR/Restormer/Uformer/PromptIR models, weights from
   ``params``): filled in where the file says nothing;
-- architectures of BasicSR that the toolbox does not support (EDSR, ...) are refused naming ``network_g.type``,
+- architectures of BasicSR that the toolbox does not support (EDSR, ...) are refused naming ``network_g.type``
+  (unless an imported plug-in registers one),
   and so is BasicSR's NIQE metric (its pristine model is not shipped, see ``UNSUPPORTED_METRICS``).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ UNUSED_KEYS: Dict[str, str] = {
 
 # architectures named by official option files of BasicSR that this toolbox does not implement
 UNSUPPORTED_ARCHS: Dict[str, str] = {
-    'EDSR': "BasicSR's EDSR", 'RCAN': "BasicSR's RCAN", 'RRDBNet': "BasicSR's RRDBNet (ESRGAN)",
+    'EDSR': "BasicSR's EDSR", 'RCAN': "BasicSR's RCAN",
     'EDVR': "BasicSR's EDVR", 'BasicVSR': "BasicSR's BasicVSR", 'IconVSR': "BasicSR's IconVSR",
 }
 
@@ -51,7 +52,7 @@ def adapt_official_keys(opt: Dict[str, Any], source: str) -> Dict[str, Any]:
     opt = copy.deepcopy(opt)
     for key in ('network_g', 'network_d'):
         arch = (opt.get(key) or {}).get('type') if isinstance(opt.get(key), dict) else None
-        if isinstance(arch, str) and arch in UNSUPPORTED_ARCHS:
+        if isinstance(arch, str) and arch in UNSUPPORTED_ARCHS and not _registered(arch):
             raise OfficialKeyError(f"option file {source}: '{key}.type': {arch} ({UNSUPPORTED_ARCHS[arch]}) is not "
                                    'supported by this toolbox (see the README, Architectures)')
     metrics = (opt.get('val') or {}).get('metrics') if isinstance(opt.get('val'), dict) else None
@@ -72,6 +73,12 @@ def adapt_official_keys(opt: Dict[str, Any], source: str) -> Dict[str, Any]:
         logging.getLogger('basicsr').warning(f'{source}: ignoring keys the official code never reads: '
                                              + '; '.join(unused))
     return opt
+
+
+def _registered(arch: str) -> bool:
+    """Whether a plug-in (imported before this check) registered ``arch`` itself."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    return arch in ARCH_REGISTRY
 
 
 def _drop_unused(opt: Dict[str, Any]) -> List[str]:

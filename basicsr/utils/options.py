@@ -169,6 +169,22 @@ INFERENCE_KEYS = {
     'instruction': Key((str, type(None)), doc='instruction mode of routed networks (UniRestorer): a tree node name'),
 }
 
+# Real-ESRGAN's second-order degradation (RealESRGANModel), top-level as in its option files
+_REALESRGAN_KEYS = {
+    **{k: Key(bool) for k in ('l1_gt_usm', 'percep_gt_usm', 'gan_gt_usm', 'high_order_degradation')},
+    **{k + s: Key(list) for k in ('resize_prob', 'resize_range', 'noise_range', 'poisson_scale_range', 'jpeg_range')
+       for s in ('', '2')},
+    **{k + s: Key(NUM) for k in ('gaussian_noise_prob', 'gray_noise_prob') for s in ('', '2')},
+    'second_blur_prob': Key(NUM), 'gt_size': Key(int), 'queue_size': Key(int),
+}
+# RealESRGANDataset's kernel options
+_REALESRGAN_DATASET_KEYS = {
+    'meta_info': Key(OPT_STR, path=True), 'crop_pad_size': Key(int), 'final_sinc_prob': Key(NUM),
+    **{k + s: Key(t) for k, t in (('blur_kernel_size', int), ('kernel_list', list), ('kernel_prob', list),
+                                  ('blur_sigma', list), ('betag_range', list), ('betap_range', list),
+                                  ('sinc_prob', NUM)) for s in ('', '2')},
+}
+
 DATASET_KEYS = {
     # identity and loader
     'name': Key(str), 'type': Key(str, required=True), 'phase': Key(str),
@@ -195,6 +211,7 @@ DATASET_KEYS = {
     'tasks': Key((list, dict)), 'balance_tasks': Key(bool), 'num_task_prompts': Key(int),
     # list-file pairs (DSRIR CSV, PromptIR id lists, SOTS name rule) and per-set evaluation protocol
     'list_file': Key(OPT_STR, path=True), 'list_format': Key(str, choices=['csv', 'lines']),
+    **_REALESRGAN_DATASET_KEYS,
     'gt_from_lq': Key(list), 'metric_profile': Key(str),
 }
 
@@ -251,6 +268,7 @@ SCHEMA: Dict[str, Key] = {
     'dist_params': Key(dict, default={}, children={
         'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int)}),
     'ensemble': Key(dict, open_children=True),
+    **_REALESRGAN_KEYS,
     'sequential': Key(dict, doc='MiOIR sequential learning, basicsr/engine/sequential.py', children={
         'order': Key(list, required=True), 'stage_iters': Key(list, required=True),
         'stage_periods': Key((int, float, list, type(None)))}),
