@@ -38,6 +38,8 @@ class ClassifierModel(ImageRestorationModel):
     (refused), plus ``train.label_smoothing`` (default 0).
     """
 
+    default_grad_clip = False
+
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__(opt)
         if getattr(unwrap(self.net_g), 'return_logits', True) is not True:

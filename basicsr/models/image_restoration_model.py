@@ -49,7 +49,13 @@ class ImageRestorationModel:
     Option keys used: ``network_g``, ``path.{pretrain_network_g, param_key_g, strict_load_g, param_key_g_ema}``,
     ``train.{optim_g, scheduler, warmup_iter, ema_decay, ema_warmup, use_grad_clip, grad_clip_norm,
     accumulate_grad, amp, mixing_augs, *_opt}``.
+
+    Without ``train.use_grad_clip`` the gradient norm is clipped at ``grad_clip_norm`` (0.01), as the
+    ``ImageRestorationModel`` of NAFNet and HINet does (their option files rely on it); subclasses set
+    :attr:`default_grad_clip` to their own code's default.
     """
+
+    default_grad_clip = True
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         self.opt = opt
@@ -84,7 +90,9 @@ class ImageRestorationModel:
         amp = train.get('amp') or None
         self.amp_dtype = AMP_DTYPES.get(amp) if amp else None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
-        self.grad_clip = float(train.get('grad_clip_norm', 0.01)) if train.get('use_grad_clip') else 0.0
+        clip = train.get('use_grad_clip')
+        clip = self.default_grad_clip if clip is None else bool(clip)
+        self.grad_clip = float(train.get('grad_clip_norm', 0.01)) if clip else 0.0
         mixing = train.get('mixing_augs') or {}
         self.mixup_beta = float(mixing.get('mixup_beta', 1.2)) if mixing.get('mixup') else 0.0
         self.mixup_identity = bool(mixing.get('use_identity', False))
@@ -309,4 +317,7 @@ def _gamma(gen: torch.Generator, shape: float) -> float:
 
 @MODEL_REGISTRY.register()
 class ImageCleanModel(ImageRestorationModel):
-    """Restormer's name for the same model (its option files say ``model_type: ImageCleanModel``)."""
+    """Restormer's name for the same model (its option files say ``model_type: ImageCleanModel``); Restormer
+    clips only when ``train.use_grad_clip`` says so."""
+
+    default_grad_clip = False

@@ -15,7 +15,7 @@ is given and in test-time padding:
   ``Restormer*`` and ``PromptIR`` to 64, ``Uformer*`` to 128: filled in as ``val``/``test``
   ``pad_multiple`` unless the file sets one. MiOIR's Uformer test also pads non-square images to a square
   (centred reflect padding); that step is not reproduced.
-- weights load from ``params`` unless ``path.param_key_g`` says otherwise (BasicSR's loader default).
+- no gradient clipping unless ``train.use_grad_clip`` asks for it; weights load from ``params`` unless ``path.param_key_g`` says otherwise (BasicSR's loader default).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class _MiOIRModel(ImageRestorationModel):
 
     pad: int = 0
     pad_from_window: bool = False
+    default_grad_clip = False  # MiOIR's models never clip
 
     @classmethod
     def official_defaults(cls, opt: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:

@@ -243,7 +243,8 @@ SCHEMA: Dict[str, Key] = {
         'optim_g': Key(dict), 'scheduler': Key(dict, open_children=True),
         'total_iter': Key(NUM, required=True), 'warmup_iter': Key(NUM, default=-1),
         'ema_decay': Key(NUM, default=0), 'ema_warmup': Key(bool, default=False),
-        'use_grad_clip': Key(bool, default=False),
+        'use_grad_clip': Key((bool, type(None)), doc='default: the model type decides (ImageRestorationModel: '
+                             'clip at grad_clip_norm, as NAFNet/HINet)'),
         'grad_clip_norm': Key(NUM, default=0.01), 'accumulate_grad': Key(int, default=1),
         'amp': Key((str, bool, type(None)), choices=[None, False, 'bf16', 'fp16']),
         'mixing_augs': Key(dict, open_children=True), 'progressive': Key(dict, open_children=True),
