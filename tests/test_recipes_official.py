@@ -239,44 +239,78 @@ def test_per_sample_progressive_crop_gives_every_sample_its_own_offset():
     assert len({int(g[0, 0, 0]) for g in out['gt']}) == 1
 
 
-def test_dsrir_loads_every_stage_at_its_patch_size_with_independent_uniform_crops(tmp_path):
-    """DSRIR train.py switches between four DataLoaders, each cropping every sample independently at the stage's
-    patch size, uniformly over the whole (reflect-padded to that size) image. The recipe's 'loader' mode does the
-    same through the sampler: stage 1 (8 px here) offsets cover the whole 24 px image uniformly, where cutting 8
-    from inside a 16 px crop would make offset 0 nine times rarer (1/81 instead of 1/17)."""
+def test_dsrir_loads_every_stage_at_its_batch_and_patch_size_with_independent_uniform_crops(tmp_path):
+    """DSRIR train.py switches between four DataLoaders (shuffle, drop_last), each cropping every sample
+    independently at the stage's patch size, uniformly over the whole (reflect-padded to that size) image, in
+    batches of the stage's size. The recipe's 'loader' mode does the same through one sampler: here 5 images,
+    stage 1 = batches of 2 at 8 px (2 per epoch, every image at most once), stage 2 = batches of 1 at 16 px.
+    Stage-1 offsets cover the 24 px image uniformly, where cutting 8 px from inside a loaded 16 px patch would
+    make offset 0 nine times rarer (1/81 instead of 1/17)."""
     from basicsr.data import build_dataset
     from basicsr.engine.trainer import TrainStream
     recipe = _train('AllInOne/DSRIR_allinone.yml')['datasets']['train']
     assert recipe['progressive_crop'] == 'loader'
     rows, cols = np.meshgrid(np.arange(24), np.arange(24), indexing='ij')
-    img = np.stack([rows, cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
     for sub in ('gt', 'lq'):
         (tmp_path / sub).mkdir()
         for i in range(5):
+            img = np.stack([rows, cols, np.full_like(rows, i)], axis=-1).astype(np.uint8)  # position and image id
             cv2.imwrite(str(tmp_path / sub / f'{i}.png'), img[..., ::-1])
     opt = {'name': 'stages', 'type': 'PairedImageDataset', 'phase': 'train', 'gt_size': 16, 'cache_images': True,
            'dataroot_gt': str(tmp_path / 'gt'), 'dataroot_lq': str(tmp_path / 'lq'), 'batch_size_per_gpu': 2,
            'num_worker_per_gpu': 0, 'progressive_crop': recipe['progressive_crop']}
     ds = build_dataset(opt)
-    stream = TrainStream(ds, opt, torch.device('cpu'), seed=0)
-    stream.load_stage_sizes([8, 16], [300, 4])
-    sizes, tops = [], []
-    for _ in range(304):
-        batch = stream.next()
-        stream.sampler.record(batch['gt'].size(0))
-        sizes.append(batch['gt'].shape[-1])
-        if sizes[-1] == 8:
-            tops += (batch['gt'][:, 0, 0, 0] * 255).round().long().tolist()
+
+    def stream():
+        s = TrainStream(ds, opt, torch.device('cpu'), seed=0)
+        s.load_stages([2, 1], [8, 16], [300, 10])  # 150 epochs of 2 batches, then 2 epochs of 5
+        return s
+    train = stream()
+    shapes, tops, epoch_ids = [], [], {}
+    for _ in range(310):
+        epoch = train.epoch
+        batch = train.next()
+        train.sampler.record(batch['gt'].size(0))
+        shapes.append(tuple(batch['gt'].shape[::3]))
+        pix = (batch['gt'][:, :, 0, 0] * 255).round().long()
+        epoch_ids.setdefault(train.epoch, []).extend(pix[:, 2].tolist())
+        if shapes[-1] == (2, 8):
+            tops += pix[:, 0].tolist()
             assert torch.equal(batch['gt'], batch['lq'])
-    assert sizes == [8] * 300 + [16] * 4  # epochs of 2 iterations run through both stages
+        assert epoch <= train.epoch
+    assert shapes == [(2, 8)] * 300 + [(1, 16)] * 10
+    assert all(len(ids) == len(set(ids)) for ids in epoch_ids.values())  # no image twice in an epoch
     counts = np.bincount(tops, minlength=17)
     assert counts.size == 17 and counts.min() > 0  # every offset of the whole image
     assert counts[0] > 600 / 17 / 2  # about 600 / 17 = 35 at the border (nested crops: 600 / 81 = 7)
-    state = stream.state_dict()
-    resumed = TrainStream(ds, opt, torch.device('cpu'), seed=0)
-    resumed.load_stage_sizes([8, 16], [300, 4])
+    state = train.state_dict()
+    resumed = stream()
     resumed.load_state_dict(state)
-    assert resumed.next()['gt'].shape[-1] == 16
+    assert tuple(resumed.next()['gt'].shape[::3]) == (1, 16)
+
+
+def test_dsrir_recipe_stages_are_the_official_epochs():
+    """DSRIR train.sh: stages end at epochs 135/238/314/347; drop_last loaders of the 15,144 CSV rows with batches
+    16/14/12/8 give 946/1081/1262/1893 iterations per epoch."""
+    from torch.utils.data import Dataset
+
+    from basicsr.engine.trainer import TrainStream
+
+    class Rows(Dataset):
+        def __len__(self):
+            return 15144
+
+        def __getitem__(self, key):
+            return {'lq': torch.zeros(1), 'gt': torch.zeros(1)}
+    opt = _train('AllInOne/DSRIR_allinone.yml')['datasets']['train']
+    stream = TrainStream(Rows(), dict(opt, num_worker_per_gpu=0), torch.device('cpu'), seed=0)
+    stream.load_stages(opt['mini_batch_sizes'], opt['gt_sizes'], opt['iters'])
+    for first, last, batch, per_epoch, size in [(0, 134, 16, 946, 128), (135, 237, 14, 1081, 160),
+                                                (238, 313, 12, 1262, 192), (314, 346, 8, 1893, 256)]:
+        for epoch in (first, last):
+            stream.sampler.set_epoch(epoch)
+            assert (stream.batch_of_epoch(epoch), stream.iters_per_epoch) == (batch, per_epoch), epoch
+            assert stream.sampler.patch_size_of(epoch, 0) == size
 
 
 @pytest.mark.parametrize('name', ['AllInOne/DSRIR_allinone.yml', 'MPRNet/MPRNet_Deblurring.yml'])
@@ -393,3 +427,24 @@ def test_loss_weights_match_the_official_training_scripts():
         train = _train(f'AllInOne/{name}')['train']
         assert train['pixel_opt'] == {'type': 'L1Loss', 'loss_weight': 1.0}
         assert train['optim_g'] == {'type': 'AdamW', 'lr': 2e-4, 'weight_decay': 0.01, 'betas': [0.9, 0.999]}
+
+
+def test_stage_loader_trains_and_resumes_exactly_across_a_stage_switch(tmp_path):
+    """progressive_crop: loader through the trainer: 6 iterations of 2 x 16 px then 12 of 1 x 24 px (12 samples
+    per epoch); a run stopped at iteration 9 (mid-epoch, second stage) and resumed logs the straight run's losses."""
+    from engine_helpers import read_losses, tiny_options
+
+    from basicsr.engine.trainer import Trainer
+    extra = {'datasets.train.progressive_crop': 'loader', 'datasets.train.mini_batch_sizes': [2, 1],
+             'datasets.train.gt_sizes': [16, 24], 'datasets.train.iters': [6, 12], 'datasets.train.gt_size': 24,
+             'train.ema_decay': 0}
+    straight = tiny_options(tmp_path / 'a', name='straight', total_iter=18, ckpt_freq=3, extra=extra)
+    trainer = Trainer(parse_options(straight, is_train=True))
+    assert [trainer.stream.batch_of_epoch(e) for e in (0, 1)] == [2, 1]  # one epoch per stage
+    trainer.train()
+    split = tiny_options(tmp_path / 'b', name='split', total_iter=18, ckpt_freq=3, extra=extra)
+    Trainer(parse_options(split, ['train.total_iter=9'], is_train=True)).train()
+    Trainer(parse_options(split, is_train=True)).train()
+    ref = read_losses(tmp_path / 'a' / 'experiments' / 'straight')
+    assert sorted(ref) == list(range(1, 19))
+    assert read_losses(tmp_path / 'b' / 'experiments' / 'split') == ref

@@ -21,7 +21,8 @@ def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
 
 
 def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, dist: bool = False,
-                     sampler: Optional[Sampler] = None, seed: int = 0) -> DataLoader:
+                     sampler: Optional[Sampler] = None, seed: int = 0,
+                     batch_sampler: Optional[Sampler] = None) -> DataLoader:
     """DataLoader for one dataset block.
 
     Options: ``phase``; ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (per process: with torchrun
@@ -32,7 +33,8 @@ def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, di
 
     ``dist`` is accepted for BasicSR's signature only: batch size and workers are per process in both cases
     (one code path for 1..N processes under torchrun). The dataset's per-sample seed base is set to ``seed``
-    (``manual_seed``) when it supports it.
+    (``manual_seed``) when it supports it. A ``batch_sampler`` (batches of varying size, see
+    :class:`~basicsr.data.sampler.StageBatchSampler`) replaces ``sampler``, the batch size and ``drop_last``.
     """
     phase = opt.get('phase', 'train')
     rank = getattr(sampler, 'rank', 0)
@@ -58,6 +60,10 @@ def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, di
     if num_workers > 0:
         kwargs['persistent_workers'] = bool(opt.get('persistent_workers', True))
         kwargs['worker_init_fn'] = partial(_seed_worker, seed=seed, rank=rank)
+    if batch_sampler is not None:
+        for key in ('batch_size', 'shuffle', 'sampler', 'drop_last'):
+            kwargs.pop(key)
+        kwargs['batch_sampler'] = batch_sampler
     return DataLoader(dataset, **kwargs)
 
 

@@ -137,3 +137,24 @@ class SeededDataset(Dataset):
             random.setstate(saved[0])
             np.random.set_state(saved[1])
             torch.set_rng_state(saved[2])
+
+
+class StageBatchSampler(Sampler):
+    """Batches of an :class:`EnlargedSampler` whose size depends on the epoch, the last incomplete one dropped:
+    DSRIR's per-stage DataLoaders (each progressive stage its batch size, whole epochs of it) as one loader.
+    ``batch_of_epoch(epoch)`` gives the size; the epoch is read when an epoch's iteration starts."""
+
+    def __init__(self, sampler: EnlargedSampler, batch_of_epoch: Callable[[int], int]) -> None:
+        self.sampler, self.batch_of_epoch = sampler, batch_of_epoch
+
+    def __iter__(self) -> Iterator[List[Tuple[int, ...]]]:
+        size = self.batch_of_epoch(self.sampler.epoch)
+        batch: List[Tuple[int, ...]] = []
+        for key in self.sampler:
+            batch.append(key)
+            if len(batch) == size:
+                yield batch
+                batch = []
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_of_epoch(self.sampler.epoch)

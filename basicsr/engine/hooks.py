@@ -44,7 +44,7 @@ class ProgressiveHook(Hook):
 
     ``crop``: 'batch' (Restormer: one offset for the whole batch), 'per_sample' (each sample gets its own offset
     inside its loaded patch) or 'loader' (DSRIR's per-stage loaders: the loader already yields each stage's
-    patch size, see :meth:`~basicsr.engine.trainer.TrainStream.load_stage_sizes`, so nothing is cut here).
+    batch and patch size, see :meth:`~basicsr.engine.trainer.TrainStream.load_stages`, so nothing is cut here).
     Randomness comes from a generator seeded with (seed, iteration), so a resumed run crops identically, and
     the seed is the same on every rank: under DDP every rank cuts the one offset of the batch (a per-sample
     offset is drawn for the whole global batch, each rank taking its samples' share), as one process with the

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import torch
 
@@ -40,7 +40,9 @@ class TrainStream:
         self.sampler = EnlargedSampler(len(dataset), world, rank, ratio=dataset_opt.get('dataset_enlarge_ratio', 1),
                                        seed=seed, shuffle=dataset_opt.get('use_shuffle', True))
         self.batch_size = int(dataset_opt.get('batch_size_per_gpu', 1))
+        self.batch_of_epoch: Callable[[int], int] = lambda epoch: self.batch_size
         self.drop_last = bool(dataset_opt.get('drop_last', True))
+        self.dataset_opt, self.device, self.seed = dataset_opt, device, seed
         loader = build_dataloader(dataset, dataset_opt, num_gpu=1, dist=world > 1, sampler=self.sampler, seed=seed)
         self.prefetcher = build_prefetcher(loader, dataset_opt, device)
 
@@ -50,24 +52,36 @@ class TrainStream:
 
     @property
     def iters_per_epoch(self) -> int:
-        full, rest = divmod(len(self.sampler), self.batch_size)
+        full, rest = divmod(len(self.sampler), self.batch_of_epoch(self.sampler.epoch))
         return max(full + (0 if self.drop_last or not rest else 1), 1)
 
-    def load_stage_sizes(self, gt_sizes: List[int], iters: List[int], batches_per_iter: int = 1) -> None:
-        """Progressive stages loaded at their own patch size (``progressive_crop: loader``, DSRIR's per-stage
-        loaders): every sample of the batches of iteration k is cropped by the dataset at the ``gt_sizes`` entry of
-        k's stage (stage j ends at iteration ``sum(iters[:j + 1])``), so crops are uniform over the whole image
-        and small images are padded to that size only. Iteration k is fixed by the position in the sample
-        stream (epochs of ``iters_per_epoch`` batches), so prefetching and resuming keep the sizes right."""
+    def load_stages(self, mini_batch_sizes: List[int], gt_sizes: List[int], iters: List[int]) -> None:
+        """Progressive stages as DSRIR's per-stage DataLoaders (``progressive_crop: loader``): stage j runs whole
+        epochs of ``mini_batch_sizes[j]`` samples per batch (last incomplete batch dropped, every sample once per
+        epoch), each sample cropped by the dataset at ``gt_sizes[j]``, uniformly over the whole image and padded
+        to that size only. Stage j lasts ``iters[j]`` iterations, which must be whole epochs
+        (``scripts/dsrir_schedule.py`` prints such values). Sizes follow from the epoch, so prefetching and
+        resuming keep them right."""
+        from basicsr.data.loader import build_dataloader, build_prefetcher
+        from basicsr.data.sampler import StageBatchSampler
         if not self.drop_last:
-            raise ValueError('datasets.train.progressive_crop: loader needs drop_last (every epoch the same batches)')
-        bounds = [sum(iters[:j + 1]) for j in range(len(iters))]
-        per_epoch, batch = self.iters_per_epoch, self.batch_size
+            raise ValueError('datasets.train.progressive_crop: loader needs drop_last (whole epochs per stage)')
+        n, ends = len(self.sampler), []
+        for j, (batch, it) in enumerate(zip(mini_batch_sizes, iters)):
+            per_epoch = n // batch
+            if per_epoch < 1 or it % per_epoch:
+                raise ValueError(f'datasets.train.progressive_crop: loader needs whole epochs per stage: stage {j + 1} '
+                                 f'has iters {it}, not a multiple of its {per_epoch} batches of {batch} per epoch '
+                                 f'({n} samples on this rank); scripts/dsrir_schedule.py prints matching values')
+            ends.append((ends[-1] if ends else 0) + it // per_epoch)
 
-        def size_of(epoch: int, pos: int) -> int:
-            it = (epoch * per_epoch + pos // batch) // batches_per_iter + 1
-            return gt_sizes[next((j for j, b in enumerate(bounds) if it <= b), len(bounds) - 1)]
-        self.sampler.patch_size_of = size_of
+        def stage(epoch: int) -> int:
+            return next((j for j, end in enumerate(ends) if epoch < end), len(ends) - 1)
+        self.batch_of_epoch = lambda epoch: int(mini_batch_sizes[stage(epoch)])
+        self.sampler.patch_size_of = lambda epoch, pos: int(gt_sizes[stage(epoch)])
+        loader = build_dataloader(self.dataset, self.dataset_opt, num_gpu=1, sampler=self.sampler, seed=self.seed,
+                                  batch_sampler=StageBatchSampler(self.sampler, self.batch_of_epoch))
+        self.prefetcher = build_prefetcher(loader, self.dataset_opt, self.device)
 
     def next(self) -> Dict[str, Any]:
         batch = self.prefetcher.next()
@@ -83,7 +97,7 @@ class TrainStream:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
         left = len(self.sampler) - self.sampler.consumed
-        if left <= 0 or (self.drop_last and left < self.batch_size):
+        if left <= 0 or (self.drop_last and left < self.batch_of_epoch(self.sampler.epoch)):
             # the epoch was used up (a train loader drops the last incomplete batch unless drop_last: false)
             self.sampler.set_epoch(self.sampler.epoch + 1)
         self.prefetcher.reset()
@@ -127,7 +141,10 @@ class Trainer:
         self.warmup_iter = int(opt['train'].get('warmup_iter', -1))
         self.accumulate = int(opt['train'].get('accumulate_grad', 1))
         if train_opt.get('progressive_crop') == 'loader' and train_opt.get('gt_sizes') and train_opt.get('iters'):
-            self.stream.load_stage_sizes(train_opt['gt_sizes'], train_opt['iters'], self.accumulate)
+            if self.accumulate != 1:
+                raise ValueError('datasets.train.progressive_crop: loader counts one batch per iteration; '
+                                 f'train.accumulate_grad must be 1, got {self.accumulate}')
+            self.stream.load_stages(train_opt['mini_batch_sizes'], train_opt['gt_sizes'], train_opt['iters'])
         self.iter, self.epoch = 0, 0
         self.losses: Dict[str, torch.Tensor] = {}
         self.last_logged_losses: Dict[str, float] = {}
