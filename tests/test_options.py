@@ -276,3 +276,10 @@ def test_train_py_option_error_creates_no_run_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "'network_g.width' (NAFNet) must be int" in err[0]
     assert not (tmp_path / 'exp').exists()
+
+
+def test_binary_file_given_as_option_file(tmp_path):
+    path = tmp_path / 'weights.pth'
+    path.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(OptionError, match=r'weights\.pth: not an option file: not UTF-8 text'):
+        load_with_bases(path)

@@ -57,6 +57,8 @@ def load_yaml(path: str | Path) -> Dict[str, Any]:
         raise FileNotFoundError(f'option file not found: {path}')
     try:
         data = yaml.load(path.read_text(encoding='utf-8'), Loader=_Loader)
+    except UnicodeDecodeError as exc:
+        raise OptionError(f'{path}: not an option file: not UTF-8 text (byte {exc.start}); pass a .yml file') from exc
     except yaml.YAMLError as exc:
         raise OptionError(f'{path}: not valid YAML: {yaml_problem(exc)}') from exc
     if data is None:
