@@ -361,3 +361,11 @@ def test_basicsr_train_pipeline_reports_one_line(tmp_path, capsys, monkeypatch):
         train_pipeline(str(tmp_path))
     assert info.value.code == 2
     one_line(capsys.readouterr().err, "'network_g.width'")
+
+
+def test_output_folder_that_is_a_file(tmp_path, capsys):
+    (tmp_path / 'taken').write_text('x')
+    code, err = run(demo_main(), ['--output', str(tmp_path / 'taken')], capsys)
+    assert code == 2
+    one_line(err, str(tmp_path / 'taken'), 'pass a folder path')
+    assert (tmp_path / 'taken').read_text() == 'x'

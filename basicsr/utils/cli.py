@@ -43,7 +43,12 @@ USER_ERRORS = (
     'basicsr.utils.serialization.UnreadableFileError',
 )
 # builtin errors that are a user mistake wherever they come from
-USER_BUILTINS = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+USER_BUILTINS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+# what to do about an OSError that names a path the user gave
+OS_ERROR_HINTS = {FileExistsError: 'a file is in the way of a folder: pass a folder path',
+                  NotADirectoryError: 'a file is in the way of a folder: pass a folder path',
+                  IsADirectoryError: 'a folder is given where a file is needed: pass a file path',
+                  PermissionError: 'check the permissions of the file and its folder'}
 # builtin errors that stop a run that was set up correctly
 RUNTIME_BUILTINS = (FloatingPointError, OSError, MemoryError)
 # builtin errors that carry a message written for the user when the toolbox raises them itself
@@ -155,6 +160,8 @@ def error_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:  # without '[Errno N]'; the file named once
         named = exc.filename is None or str(exc.filename) in exc.strerror
         text = exc.strerror if named else f'{exc.strerror}: {exc.filename}'
+        hint = next((h for cls, h in OS_ERROR_HINTS.items() if isinstance(exc, cls)), None)
+        text += f' ({hint})' if hint and exc.filename is not None else ''
     else:
         text = _without_worker_traceback(str(exc)) or type(exc).__name__
     parts = [re.sub(r'^- ', '', p.strip()) for p in text.splitlines()]
