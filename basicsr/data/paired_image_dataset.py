@@ -32,6 +32,9 @@ class PairedImageDataset(RestorationDataset):
     Sample: ``{'lq': (C, h, w), 'gt': (C, H, W)`` float tensors in [0, 1], ``'lq_path', 'gt_path'}``.
     """
 
+    required_option_keys = {'dataroot_gt': 'a folder of ground-truth images', 'dataroot_lq': 'a folder of degraded '
+                            'images'}
+
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__(opt)
         backend = backend_type(opt, self.owner)

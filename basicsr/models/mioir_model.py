@@ -15,7 +15,8 @@ is given and in test-time padding:
   ``Restormer*`` and ``PromptIR`` to 64, ``Uformer*`` to 128: filled in as ``val``/``test``
   ``pad_multiple`` unless the file sets one. MiOIR's Uformer test also pads non-square images to a square
   (centred reflect padding); that step is not reproduced.
-- no gradient clipping unless ``train.use_grad_clip`` asks for it; weights load from ``params`` unless ``path.param_key_g`` says otherwise (BasicSR's loader default).
+- no gradient clipping unless ``train.use_grad_clip`` asks for it; weights load from ``params`` unless
+  ``path.param_key_g`` says otherwise (BasicSR's loader default).
 """
 from __future__ import annotations
 

@@ -128,7 +128,11 @@ def _check_dataset(dotted: str, block: Dict[str, Any], get_dataset: Callable[[st
             if isinstance(path, str) and path not in ('none', '~') and not os.path.exists(os.path.expanduser(path)):
                 problems.append(f"'{dotted}.{key}': path '{path}' does not exist{prepare_hint(path)}")
     if 'type' in block:
-        _lookup(get_dataset, block['type'], f'{dotted}.type', problems)
+        cls = _lookup(get_dataset, block['type'], f'{dotted}.type', problems)
+        for key, what in (getattr(cls, 'required_option_keys', None) or {}).items():
+            if block.get(key) in (None, '', 'none', '~'):
+                problems.append(f"'{dotted}.{key}' is required by {block['type']} ({what}), got "
+                                f"{'null' if block.get(key) is None else repr(block.get(key))}")
     if isinstance(block.get('metric_profile'), str):
         _check_profile(f'{dotted}.metric_profile', block['metric_profile'], PROFILES, problems)
     degradation = block.get('degradation')
