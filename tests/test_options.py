@@ -198,6 +198,8 @@ VALIDATION_CASES = {
     'network_value': ("network_g: {type: NAFNet, width: sixteen}\n",
                       ["'network_g.width' (NAFNet) must be int", "'sixteen'"]),
     'loss_value': ("train: {pixel_opt: {type: L1Loss, loss_weight: heavy}}\n", ["'train.pixel_opt.loss_weight'"]),
+    'inference_tile': ("test: {tile: {size: 64, overlap: 64}}\n", ['test.tile.overlap (64)', 'test.tile.size']),
+    'inference_padding': ("val: {pad_multiple: zero}\n", ["val.pad_multiple must be an int, 'auto' or null"]),
 }
 
 
@@ -222,6 +224,9 @@ def test_set_value_of_wrong_type_names_the_override(tmp_path):
     msg = str(info.value)
     assert "'train.optim_g.lr' (AdamW) must be a number (float), got str 'fast'" in msg
     assert '(set by --set train.optim_g.lr=fast)' in msg and str(path) in msg
+    with pytest.raises(OptionError) as info:
+        parse_options(path, ['test.tile.size=-5'], root=tmp_path)
+    assert 'test.tile.size must be an int >= 1, got -5 (set by --set test.tile.size=-5)' in str(info.value)
 
 
 def test_set_value_that_is_not_yaml_names_the_override():

@@ -49,6 +49,9 @@ def registry_problems(opt: Dict[str, Any], check_paths: bool = True) -> List[str
                     ignore=('optimizer', ))
     val = opt.get('val') if isinstance(opt.get('val'), dict) else {}
     _check_metrics(val, problems)
+    for where in ('val', 'test'):
+        if isinstance(opt.get(where), dict):
+            _check_inference(opt[where], where, problems)
     for name, block in (opt.get('datasets') or {}).items():
         if isinstance(block, dict):
             _check_dataset(f'datasets.{name}', block, DATASET_REGISTRY.get, DEGRADATION_REGISTRY.get, problems,
@@ -109,6 +112,19 @@ def _check_metrics(val: Dict[str, Any], problems: List[str]) -> None:
         if block.get('better', 'higher') not in ('higher', 'lower'):
             problems.append(f"'{dotted}.better' must be one of ['higher', 'lower'], got {block['better']!r}")
         check_block(dotted, block, METRIC_REGISTRY.get, problems, ignore=NON_METRIC_KEYS)
+
+
+def _check_inference(block: Dict[str, Any], where: str, problems: List[str]) -> None:
+    """The network-independent inference options of ``val``/``test`` (padding, tiles, grids), checked by building
+    their pipeline around an identity network; TLC, the task classifier and instructions need the network."""
+    from torch import nn
+
+    from basicsr.inference.pipeline import InferenceOptionError, build_inference
+    probe = {k: v for k, v in block.items() if k not in ('tlc', 'task_classifier', 'instruction')}
+    try:
+        build_inference(nn.Identity(), probe, where=where)
+    except InferenceOptionError as exc:
+        problems.append(str(exc))
 
 
 def _check_profile(dotted: str, name: str, profiles: Mapping[str, Any], problems: List[str]) -> None:

@@ -312,7 +312,7 @@ def _name_override(error: str, overrides: Sequence[str]) -> str:
     """Append ``(set by --set key=value)`` to a problem about a key that an override set (or a key below it)."""
     for item in reversed(list(overrides)):
         key = item.partition('=')[0].strip()
-        if key and re.search(rf"'{re.escape(key)}[.\[']", error):
+        if key and re.search(rf"(^|[\s'])({re.escape(key)})([.\['\s]|$)", error):
             return f'{error} (set by --set {item})'
     return error
 
