@@ -108,7 +108,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path, cap
     (exp / LOCK_NAME).write_text(f'{dead.pid} {socket.gethostname()}\n')
     with caplog.at_level(logging.WARNING, logger='basicsr'):
         trainer = _trainer(opt)
-    assert f'stale lock' in caplog.text and f'PID {dead.pid}' in caplog.text
+    assert 'stale lock' in caplog.text and f'PID {dead.pid}' in caplog.text
     assert (exp / LOCK_NAME).read_text().split() == [str(os.getpid()), socket.gethostname()]
     trainer.train()
     assert not (exp / LOCK_NAME).exists()  # released when the run ends
