@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from engine_helpers import read_losses
+from engine_helpers import ROOT, read_losses
 
 from basicsr.archs.discriminator_arch import UNetDiscriminatorSN, VGGStyleDiscriminator
 from basicsr.losses import build_loss
@@ -225,3 +225,17 @@ def test_realesrgan_model_synthesises_pairs_and_resumes_exactly(tmp_path):
     assert torch.equal(resumed.model.queue_lr, model.queue_lr)
     for a, b in zip(straight.model.net_d.state_dict().values(), resumed.model.net_d.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_realesrgan_samples_script_writes_side_by_side_images(tmp_path):
+    import importlib.util
+    from basicsr.engine.trainer import Trainer
+    opt_path = realesrgan_options(tmp_path, total_iter=2)
+    Trainer(parse_options(opt_path, root=tmp_path)).train()
+    spec = importlib.util.spec_from_file_location('realesrgan_samples', ROOT / 'scripts' / 'realesrgan_samples.py')
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    res = script.main(['-opt', str(opt_path), '--num', '2', '--size', '48', '--root', str(tmp_path)])
+    assert res['iteration'] == 2 and 0 < res['l1_output'] < 1 and 0 < res['l1_bicubic'] < 1
+    img = cv2.imread(str(Path(res['samples']) / '1.png'))
+    assert img.shape == (48, 3 * 48 + 2 * 4, 3)  # input | output | gt with 4-pixel gaps

@@ -46,16 +46,29 @@ def usm_sharp(img: np.ndarray, weight: float = 0.5, radius: int = 50, threshold:
 
 
 class USMSharp(torch.nn.Module):
-    """USM on (B, C, H, W) tensors in [0, 1]: ``USMSharp(radius, sigma)(img, weight=0.5, threshold=10)``."""
+    """USM on (B, C, H, W) tensors in [0, 1]: ``USMSharp(radius, sigma)(img, weight=0.5, threshold=10)``.
+
+    The Gaussian is separable, so the blur runs as a vertical then a horizontal 1-D pass (2 r instead of r^2
+    products per pixel; several times faster for the default radius 51 on CPU), equal to ``filter2D`` with the 2-D
+    ``kernel`` up to float rounding.
+    """
 
     def __init__(self, radius: int = 50, sigma: float = 0) -> None:
         super().__init__()
         self.radius = _odd(radius)
         g = cv2.getGaussianKernel(self.radius, sigma)
         self.register_buffer('kernel', torch.FloatTensor(np.dot(g, g.transpose())).unsqueeze_(0))
+        self.register_buffer('kernel_1d', torch.FloatTensor(g[:, 0]), persistent=False)
+
+    def _blur(self, img: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = img.shape
+        r = self.radius // 2
+        flat = F.pad(img.reshape(b * c, 1, h, w), (r, r, r, r), mode='reflect')
+        flat = F.conv2d(flat, self.kernel_1d.view(1, 1, -1, 1))
+        return F.conv2d(flat, self.kernel_1d.view(1, 1, 1, -1)).view(b, c, h, w)
 
     def forward(self, img: torch.Tensor, weight: float = 0.5, threshold: float = 10) -> torch.Tensor:
-        residual = img - filter2D(img, self.kernel)
-        soft = filter2D((torch.abs(residual) * 255 > threshold).float(), self.kernel)
+        residual = img - self._blur(img)
+        soft = self._blur((torch.abs(residual) * 255 > threshold).float())
         sharp = torch.clip(img + weight * residual, 0, 1)
         return soft * sharp + (1 - soft) * img
