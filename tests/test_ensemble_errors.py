@@ -117,7 +117,7 @@ def test_table_file_that_is_not_an_ensir_table(tmp_path, content):
 
 
 def test_missing_table_file(tmp_path):
-    with pytest.raises(ValueError, match='expected an existing .pth file'):
+    with pytest.raises(ValueError, match=r'expected an existing \.pth or \.safetensors file'):
         EnsIR.load(tmp_path / 'nope.pth')
 
 
