@@ -130,11 +130,14 @@ def pickled_globals(data: bytes) -> List[str]:
 
 
 def _torch_safe_globals() -> Optional[set]:
+    """The globals torch's weights-only unpickler allows (its private lists; None when this torch has none)."""
     try:
         from torch import _weights_only_unpickler as wou
-        return set(wou._get_allowed_globals()) | set(wou._get_user_allowed_globals())
-    except (ImportError, AttributeError):
+    except ImportError:
         return None
+    lists = [getattr(wou, name, None) for name in ('_get_allowed_globals', '_get_user_allowed_globals')]
+    safe = {name for get in lists if callable(get) for name in get()}
+    return safe or None
 
 
 def unsafe_globals(data: bytes) -> List[str]:
