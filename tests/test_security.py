@@ -87,6 +87,17 @@ def test_loader_refuses_and_names_the_global(tmp_path, how, protocol, legacy):
     assert str(info.value).startswith(f'refusing to load {path}: it pickles {name};')
 
 
+def test_global_named_without_torchs_allow_list(tmp_path, monkeypatch):
+    """Older torch versions lack part of the private allow-list: the refusal still names the global."""
+    import basicsr.utils.serialization as serialization
+    monkeypatch.setattr(serialization, '_torch_safe_globals', lambda: None)
+    marker = tmp_path / 'marker'
+    path = plant(tmp_path / 'evil.pth', marker)
+    with pytest.raises(RefusedPickleError, match='it pickles posix.system;'):
+        load_torch_file(path)
+    assert not marker.exists()
+
+
 def test_plain_pickle_refused(tmp_path):
     marker = tmp_path / 'marker'
     path = tmp_path / 'evil.pkl'
