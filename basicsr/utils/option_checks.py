@@ -14,6 +14,7 @@ import inspect
 import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from basicsr.utils.registry import RegistryError, check_kwargs
@@ -24,6 +25,26 @@ _SEQUENCE_ORIGINS = (list, tuple, collections.abc.Sequence, collections.abc.Iter
 _MAPPING_ORIGINS = (dict, collections.abc.Mapping)
 # values a YAML file can give for an array-like parameter (a tensor or an array built from a number or list)
 _ARRAY_LIKE = (int, float, list, tuple)
+
+
+# data folders that a script of the repository creates: (folder below datasets/, the command to run)
+PREPARE_SCRIPTS = (
+    ('datasets/denoise', 'python scripts/prepare_denoise_data.py'),
+    ('datasets/samples', 'python scripts/prepare_denoise_data.py'),
+    ('datasets/allinone_small', 'python scripts/prepare_allinone_data.py'),
+)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def prepare_hint(path: str) -> str:
+    """'; run <script> to create it' when ``path`` is a data folder made by one of scripts/prepare_*.py."""
+    p = Path(os.path.expanduser(path))
+    candidates = [p.resolve()] if p.is_absolute() else [(Path.cwd() / p).resolve(), (REPO_ROOT / p).resolve()]
+    for folder, command in PREPARE_SCRIPTS:
+        top = (REPO_ROOT / folder).resolve()
+        if any(c == top or top in c.parents for c in candidates):
+            return f'; {command} creates it (run it from {REPO_ROOT})'
+    return ''
 
 
 def registry_problems(opt: Dict[str, Any], check_paths: bool = True) -> List[str]:
@@ -138,7 +159,7 @@ def _check_dataset(dotted: str, block: Dict[str, Any], get_dataset: Callable[[st
                    get_degradation: Callable[[str], Any], problems: List[str], check_paths: bool,
                    nested: bool = False) -> None:
     from basicsr.metrics.profiles import PROFILES
-    from basicsr.utils.options import DATASET_KEYS, prepare_hint
+    from basicsr.utils.options import DATASET_KEYS
     for key in (k for k, spec in DATASET_KEYS.items() if spec.path and nested and check_paths):
         for path in block.get(key) if isinstance(block.get(key), list) else [block.get(key)]:
             if isinstance(path, str) and path not in ('none', '~') and not os.path.exists(os.path.expanduser(path)):
