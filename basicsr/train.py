@@ -39,6 +39,9 @@ def main(argv=None, root=None) -> dict:
         if opt.get('sequential'):  # MiOIR sequential learning: one run per stage, see basicsr/engine/sequential.py
             from basicsr.engine.sequential import train_sequential
             return train_sequential(opt)[-1].losses
+        if opt.get('expert_tree'):  # UniRestorer: one expert run per tree node, see basicsr/engine/expert_tree.py
+            from basicsr.engine.expert_tree import train_expert_tree
+            return train_expert_tree(opt)[-1].losses
         return start_trainer(opt).train()
     finally:
         cleanup()

@@ -150,9 +150,10 @@ class UniRestorer(nn.Module):
         num_feat: official signature only (unused, as officially).
         topk: experts per sample; only 1 is supported (as in the official code).
         num_experts: nodes per level; checked against the tree (official ``[1, 7, 22]``).
-        tree: ``'official'`` (released layout), ``'intended'`` or a list of nodes ``{level, parent, arch,
-            name?}`` listed level by level; ``arch`` is a name of :data:`EXPERT_SPECS` or a network spec; every
-            leaf must be at the last level; ``parent`` is the pool id (list position) of a node one level up.
+        tree: ``'official'`` (released layout), ``'intended'``, a tree file ``{file: tree.json, arch: expert or
+            [one per level]}`` or a list of nodes ``{level, parent, arch, name?}`` listed level by level;
+            ``arch`` is a name of :data:`EXPERT_SPECS` or a network spec; every leaf must be at the last level;
+            ``parent`` is the pool id (list position) of a node one level up.
         expert_overrides: ``{expert type: kwargs}`` replacing, for every expert of that type, the kwargs of its
             spec (e.g. small experts for tests).
         noisy_topk_gating: learned gate noise in training (the gates then output ``2 x`` logits).
@@ -167,13 +168,15 @@ class UniRestorer(nn.Module):
 
     def __init__(self, daclip_model: Union[None, Mapping[str, Any], nn.Module] = None, embed_dim: int = 512,
                  num_feat: int = 48, topk: int = 1, num_experts: Optional[Sequence[int]] = None,
-                 tree: Union[str, Sequence[NodeSpec]] = 'official',
+                 tree: Union[str, Mapping[str, Any], Sequence[NodeSpec]] = 'official',
                  expert_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  noisy_topk_gating: bool = True, cv_loss_weight: float = 0.01) -> None:
         super().__init__()
         from basicsr.archs import build_network  # the package imports this module lazily
         if topk != 1:
             raise ValueError(f'UniRestorer: only topk=1 is supported (one expert per sample), got topk={topk}')
+        if isinstance(tree, Mapping):
+            tree = self._file_nodes(tree)
         nodes, spare = expert_tree(tree) if isinstance(tree, str) else (self._check_nodes(tree), [])
         self.nodes = [dict(n) for n in nodes]
         self.num_levels = max(n['level'] for n in nodes) + 1
@@ -229,6 +232,16 @@ class UniRestorer(nn.Module):
         self.train(self.training)
 
     # ------------------------------------------------------------------ tree
+    @staticmethod
+    def _file_nodes(tree: Mapping[str, Any]) -> List[dict]:
+        """Nodes of a tree file (``scripts/cluster_degradations.py``): ``{file: path, arch: one expert or one
+        per level}``."""
+        from basicsr.utils.degradation_tree import load_tree, tree_nodes
+        if set(tree) != {'file', 'arch'}:
+            raise ValueError(f'UniRestorer: a tree from a file is {{file: tree.json, arch: expert or [one per '
+                             f'level]}}, got keys {sorted(tree)}')
+        return tree_nodes(load_tree(tree['file']), tree['arch'])
+
     @staticmethod
     def _spec(arch: Union[str, Mapping[str, Any]]) -> dict:
         if isinstance(arch, str):

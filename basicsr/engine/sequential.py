@@ -36,7 +36,7 @@ import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 @dataclass
 class Stage:
@@ -254,11 +254,18 @@ def _close_stage_log(stage: Stage, logger: logging.Logger) -> None:
 # ---------------------------------------------------------------------------------------------- run
 def train_sequential(opt: Dict[str, Any]) -> List[StageRun]:
     """Run (or finish) every stage of ``opt`` in order; returns what happened to each stage."""
+    stages = plan_stages(opt)
+    return run_stages(opt, stages, lambda s: f"stage {s.index}/{len(stages)} (+{s.task}: {'+'.join(s.tasks)})")
+
+
+def run_stages(opt: Dict[str, Any], stages: List[Stage], describe: Callable[[Stage], str]) -> List[StageRun]:
+    """Train (or skip, when finished, or resume) each of ``stages`` in order, as one resumable run each; a
+    stage is initialised from the weights its options name (``path.pretrain_network_g``). ``describe`` names a
+    stage in the log. Also used by UniRestorer's per-node expert training (:mod:`basicsr.engine.expert_tree`)."""
     from basicsr.engine.trainer import Trainer
     from basicsr.utils.dist import barrier, get_dist_info
     from basicsr.utils.logger import get_logger
     from basicsr.utils.options import dump_options
-    stages = plan_stages(opt)
     rank = get_dist_info()[0]
     logger = get_logger(rank=rank)
     if rank == 0:
@@ -266,7 +273,7 @@ def train_sequential(opt: Dict[str, Any]) -> List[StageRun]:
     resume = opt['path'].get('auto_resume', True)
     runs: List[StageRun] = []
     for stage in stages:
-        where = f"stage {stage.index}/{len(stages)} (+{stage.task}: {'+'.join(stage.tasks)})"
+        where = describe(stage)
         if resume and any(not r.skipped for r in runs) and _has_checkpoints(stage):
             # a stage after one trained in this session cannot have started from that stage's new weights
             raise RuntimeError(f'{where} has checkpoints in {stage.root}, but stage {runs[-1].stage.index} before '

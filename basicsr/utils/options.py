@@ -212,6 +212,8 @@ DATASET_KEYS = {
     # multi-task data (all-in-one)
     'tasks': Key((list, dict)), 'balance_tasks': Key(bool), 'num_task_prompts': Key(int),
     # list-file pairs (DSRIR CSV, PromptIR id lists, SOTS name rule) and per-set evaluation protocol
+    # one node of a UniRestorer degradation tree (TreeNodeDataset)
+    'tree_file': Key(str, path=True), 'node': Key((int, str)), 'dataset_type': Key(str),
     'list_file': Key(OPT_STR, path=True), 'list_format': Key(str, choices=['csv', 'lines']),
     **_REALESRGAN_DATASET_KEYS,
     'gt_from_lq': Key(list), 'metric_profile': Key(str),
@@ -252,6 +254,7 @@ SCHEMA: Dict[str, Key] = {
         'mixing_augs': Key(dict, open_children=True), 'progressive': Key(dict, open_children=True),
         'loss_inputs': Key(dict, open_children=True),
         'label_smoothing': Key(NUM, doc='ClassifierModel: cross-entropy label smoothing in [0, 1)'),
+        'ce_weight': Key(NUM, doc='DegradationEncoderModel: weight of the cross-entropy (0: off)'),
     }),
     'val': Key(dict, children={
         'val_freq': Key(NUM), 'save_img': Key(bool, default=False), 'suffix': Key(OPT_STR),
@@ -275,6 +278,13 @@ SCHEMA: Dict[str, Key] = {
     'sequential': Key(dict, doc='MiOIR sequential learning, basicsr/engine/sequential.py', children={
         'order': Key(list, required=True), 'stage_iters': Key(list, required=True),
         'stage_periods': Key((int, float, list, type(None)))}),
+    'expert_tree': Key(dict, doc='UniRestorer experts, one run per tree node, basicsr/engine/expert_tree.py',
+                       children={'tree_file': Key(str, required=True, path=True),
+                                 'level_iters': Key(list, required=True)}),
+    'unirestorer': Key(dict, doc='UniRestorerModel router training, basicsr/models/unirestorer_model.py', children={
+        'tree_file': Key(str, required=True, path=True), 'experts_root': Key(OPT_STR, path=True),
+        'encoder_weights': Key(OPT_STR, path=True), 'dg_weight': Key(NUM, default=0.1),
+        'leaf_ce_weight': Key(NUM, default=0.0)}),
 }
 
 # training-only loss keys follow the BasicSR ``*_opt`` convention (pixel_opt, edge_opt, ...)
@@ -300,6 +310,11 @@ def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True,
     if isinstance(opt.get('sequential'), dict):
         from basicsr.engine.sequential import sequential_problems
         errors += sequential_problems(opt)
+    if isinstance(opt.get('expert_tree'), dict):
+        from basicsr.engine.expert_tree import expert_tree_problems
+        errors += expert_tree_problems(opt)
+    from basicsr.models.unirestorer_model import unirestorer_problems
+    errors += unirestorer_problems(opt)
     errors = [_name_override(err, overrides) for err in errors]
     if len(errors) == 1:
         raise OptionError(f'option file {source}: {errors[0]}')
@@ -312,7 +327,7 @@ def _name_override(error: str, overrides: Sequence[str]) -> str:
     """Append ``(set by --set key=value)`` to a problem about a key that an override set (or a key below it)."""
     for item in reversed(list(overrides)):
         key = item.partition('=')[0].strip()
-        if key and re.search(rf"(^|[\s'])({re.escape(key)})([.\['\s]|$)", error):
+        if key and re.search(rf"'{re.escape(key)}[.\[']", error):
             return f'{error} (set by --set {item})'
     return error
 
@@ -341,6 +356,26 @@ def _tolerate_plugin_keys(opt: Dict[str, Any], source: str, errors: List[str]) -
         get_logger().warning(f'{source}: keys unknown to the toolbox, left to the plug-in that reads them:\n  - '
                              + '\n  - '.join(tolerated))
     return kept
+
+
+# data folders that a script of the repository creates: (folder below datasets/, the command to run)
+PREPARE_SCRIPTS = (
+    ('datasets/denoise', 'python scripts/prepare_denoise_data.py'),
+    ('datasets/samples', 'python scripts/prepare_denoise_data.py'),
+    ('datasets/allinone_small', 'python scripts/prepare_allinone_data.py'),
+)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def prepare_hint(path: str) -> str:
+    """'; run <script> to create it' when ``path`` is a data folder made by one of scripts/prepare_*.py."""
+    p = Path(os.path.expanduser(path))
+    candidates = [p.resolve()] if p.is_absolute() else [(Path.cwd() / p).resolve(), (REPO_ROOT / p).resolve()]
+    for folder, command in PREPARE_SCRIPTS:
+        top = (REPO_ROOT / folder).resolve()
+        if any(c == top or top in c.parents for c in candidates):
+            return f'; {command} creates it (run it from {REPO_ROOT})'
+    return ''
 
 
 def dataset_option_keys(name: Any) -> Dict[str, Key]:
@@ -389,7 +424,6 @@ def _check_mapping(node: Dict[str, Any], schema: Dict[str, Key], prefix: str, so
         if spec.path and check_paths and value not in (None, 'none', '~'):
             for p in value if isinstance(value, list) else [value]:
                 if isinstance(p, str) and not os.path.exists(os.path.expanduser(p)):
-                    from basicsr.utils.option_checks import prepare_hint
                     errors.append(f"'{dotted}': path '{p}' does not exist{prepare_hint(p)}")
         if spec.children is not None and isinstance(value, dict) and not spec.open_children:
             _check_mapping(value, spec.children, f'{dotted}.', source, errors, check_paths)

@@ -1,0 +1,95 @@
+"""UniRestorer expert training: one expert per node of a degradation tree, each on its node's data.
+
+One option file describes every expert: an ordinary training file (``network_g`` is the expert,
+``datasets.train`` the dataset the tree was clustered from) plus::
+
+    expert_tree:
+      tree_file: experiments/demo_tree/tree.json   # scripts/cluster_degradations.py
+      level_iters: [400, 200, 200]                 # iterations of each node's run, per level
+
+Node k (tree order: root, then level by level) trains on its samples (a :class:`TreeNodeDataset` around
+``datasets.train``) for ``level_iters[level]`` iterations, as a normal resumable run in
+``<experiments_root>/node<k>`` with a new optimiser and scheduler (cosine periods: the node's length);
+every node but the root is initialised from its parent's final weights (``models/net_g_latest.*``), as the
+paper's coarse-to-fine experts. ``train.total_iter`` must equal the sum of all node runs (the whole budget).
+Running the command again skips finished nodes and resumes the unfinished one, as sequential learning
+(:func:`basicsr.engine.sequential.run_stages`). The router training (``UniRestorerModel``) reads the experts
+from these folders.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, List
+
+from basicsr.engine.sequential import Stage, StageRun, _stage_scheduler, run_stages
+
+def node_folder(root: Path, node_id: int) -> Path:
+    """Run folder of node ``node_id`` of an expert-tree run rooted at ``root``."""
+    return Path(root) / f'node{node_id}'
+
+
+def expert_tree_problems(opt: Dict[str, Any]) -> List[str]:
+    """Problems of the ``expert_tree`` block against the tree file and the rest of ``opt``."""
+    from basicsr.utils.degradation_tree import load_tree
+    block = opt.get('expert_tree')
+    if not isinstance(block, dict):
+        return []
+    if opt.get('sequential'):
+        return ["'expert_tree' and 'sequential' cannot be combined"]
+    try:
+        tree = load_tree(block.get('tree_file', ''))
+    except (FileNotFoundError, ValueError) as exc:
+        return [f"'expert_tree.tree_file': {exc}"]
+    iters = block.get('level_iters')
+    levels = tree['levels']
+    if not isinstance(iters, list) or len(iters) != len(levels) or \
+            not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in iters):
+        return [f"'expert_tree.level_iters' must list one positive iteration count per tree level "
+                f"({len(levels)} levels: {levels}), got {iters!r}"]
+    total = sum(iters[n['level']] for n in tree['nodes'])
+    errors = []
+    if (opt.get('train') or {}).get('total_iter') != total:
+        errors.append(f"'train.total_iter' ({(opt.get('train') or {}).get('total_iter')}) must equal the sum of "
+                      f"the node runs ({total} = level_iters {iters} x nodes per level {levels})")
+    if (opt.get('path') or {}).get('resume_state'):
+        errors.append("'path.resume_state' cannot be used with 'expert_tree': each node resumes from its own "
+                      'folder when the same command is run again')
+    return errors
+
+
+def plan_nodes(opt: Dict[str, Any]) -> List[Stage]:
+    """One :class:`Stage` per tree node (``index`` = node id, ``task`` = node name), in tree order."""
+    from basicsr.utils.degradation_tree import load_tree
+    from basicsr.utils.options import OptionError, train_folders
+    problems = expert_tree_problems(opt)
+    if problems:
+        raise OptionError(f"{len(problems)} problem(s) in option file {opt.get('opt_path', '<options>')}:\n  - "
+                          + '\n  - '.join(problems))
+    block = opt['expert_tree']
+    tree = load_tree(block['tree_file'])
+    root = Path(opt['path']['experiments_root'])
+    train_ds = opt['datasets']['train']
+    stages: List[Stage] = []
+    for node in tree['nodes']:
+        so = copy.deepcopy({key: v for key, v in opt.items() if key != 'expert_tree'})
+        so['name'] = f"{opt['name']}_node{node['id']}"
+        so['path'].update(train_folders(node_folder(root, node['id'])), resume_state=None)
+        if node['parent'] is not None:
+            so['path'].update(pretrain_network_g=str(stages[node['parent']].weights), param_key_g='params',
+                              strict_load_g=True, param_key_g_ema=None)
+        so['datasets']['train'] = {**copy.deepcopy(train_ds), 'type': 'TreeNodeDataset',
+                                   'dataset_type': train_ds['type'], 'tree_file': block['tree_file'],
+                                   'node': node['id']}
+        iters = int(block['level_iters'][node['level']])
+        so['train']['total_iter'] = iters
+        if so['train'].get('scheduler'):
+            so['train']['scheduler'] = _stage_scheduler(so['train']['scheduler'], [iters])
+        stages.append(Stage(node['id'], node['name'], [node['name']], so))
+    return stages
+
+
+def train_expert_tree(opt: Dict[str, Any]) -> List[StageRun]:
+    """Train (or finish) the expert of every tree node in order; returns what happened to each."""
+    stages = plan_nodes(opt)
+    return run_stages(opt, stages, lambda s: f'expert {s.index}/{len(stages) - 1} ({s.task})')
