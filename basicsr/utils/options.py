@@ -327,7 +327,7 @@ def _name_override(error: str, overrides: Sequence[str]) -> str:
     """Append ``(set by --set key=value)`` to a problem about a key that an override set (or a key below it)."""
     for item in reversed(list(overrides)):
         key = item.partition('=')[0].strip()
-        if key and re.search(rf"'{re.escape(key)}[.\[']", error):
+        if key and re.search(rf"(^|[\s'])({re.escape(key)})([.\['\s]|$)", error):
             return f'{error} (set by --set {item})'
     return error
 
@@ -356,26 +356,6 @@ def _tolerate_plugin_keys(opt: Dict[str, Any], source: str, errors: List[str]) -
         get_logger().warning(f'{source}: keys unknown to the toolbox, left to the plug-in that reads them:\n  - '
                              + '\n  - '.join(tolerated))
     return kept
-
-
-# data folders that a script of the repository creates: (folder below datasets/, the command to run)
-PREPARE_SCRIPTS = (
-    ('datasets/denoise', 'python scripts/prepare_denoise_data.py'),
-    ('datasets/samples', 'python scripts/prepare_denoise_data.py'),
-    ('datasets/allinone_small', 'python scripts/prepare_allinone_data.py'),
-)
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def prepare_hint(path: str) -> str:
-    """'; run <script> to create it' when ``path`` is a data folder made by one of scripts/prepare_*.py."""
-    p = Path(os.path.expanduser(path))
-    candidates = [p.resolve()] if p.is_absolute() else [(Path.cwd() / p).resolve(), (REPO_ROOT / p).resolve()]
-    for folder, command in PREPARE_SCRIPTS:
-        top = (REPO_ROOT / folder).resolve()
-        if any(c == top or top in c.parents for c in candidates):
-            return f'; {command} creates it (run it from {REPO_ROOT})'
-    return ''
 
 
 def dataset_option_keys(name: Any) -> Dict[str, Key]:
@@ -424,6 +404,7 @@ def _check_mapping(node: Dict[str, Any], schema: Dict[str, Key], prefix: str, so
         if spec.path and check_paths and value not in (None, 'none', '~'):
             for p in value if isinstance(value, list) else [value]:
                 if isinstance(p, str) and not os.path.exists(os.path.expanduser(p)):
+                    from basicsr.utils.option_checks import prepare_hint
                     errors.append(f"'{dotted}': path '{p}' does not exist{prepare_hint(p)}")
         if spec.children is not None and isinstance(value, dict) and not spec.open_children:
             _check_mapping(value, spec.children, f'{dotted}.', source, errors, check_paths)
