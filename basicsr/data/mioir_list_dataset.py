@@ -36,6 +36,20 @@ def mioir_task_of(path: str) -> str:
     raise DataError(f"'{path}': no MiOIR task prefix ({', '.join(t + '_' for t in _SEARCH_ORDER)}) in the path")
 
 
+# MiOIR's EP validation: the task from the LQ file-name suffix (``0801_r.png``)
+_SUFFIXES = {'_b.': 'blur', '_n.': 'noise', '_j.': 'jpeg', '_r.': 'rain', '_h.': 'haze', '_d.': 'dark', '_s.': 'sr'}
+
+
+def mioir_task_of_suffix(name: str) -> int:
+    """Task id of a validation image named with MiOIR's suffix (``_r.`` rain, ``_h.`` haze, ``_b.`` blur, ``_n.``
+    noise, ``_j.`` jpeg, ``_d.`` dark, ``_s.`` sr), as MiOIR's ``*_EP`` models read it; DataError without one."""
+    for suffix, task in _SUFFIXES.items():
+        if suffix in name:
+            return MIOIR_TASKS.index(task)
+    raise DataError(f"'{name}': task_from_name 'mioir' needs one of the suffixes {', '.join(_SUFFIXES)} in the file "
+                    'name (MiOIR names its validation images so), or use a dataset that gives the task')
+
+
 def mioir_gt_path(lq_path: str, task: str) -> str:
     """The ground truth MiOIR pairs with ``lq_path`` (string replacements, as the official datasets do)."""
     return lq_path.replace('LQ_sub', 'GT_sub').replace(f'{task}_', 'GT_')

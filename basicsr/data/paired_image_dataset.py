@@ -9,6 +9,7 @@ from basicsr.data.base_dataset import RestorationDataset
 from basicsr.data.data_util import DataError, pair_names, unpaired_message
 from basicsr.data.image_source import ImageSource, backend_type
 from basicsr.utils.img_util import img2tensor
+from basicsr.utils.options import Key
 from basicsr.utils.registry import DATASET_REGISTRY
 
 
@@ -32,6 +33,8 @@ class PairedImageDataset(RestorationDataset):
     Sample: ``{'lq': (C, h, w), 'gt': (C, H, W)`` float tensors in [0, 1], ``'lq_path', 'gt_path'}``.
     """
 
+    option_keys = {'task_from_name': Key(str, choices=['mioir'], doc="'mioir': add the sample's task id from MiOIR's "
+                                         'file-name suffix (_r., _h., ...), for explicit-prompt networks')}
     required_option_keys = {'dataroot_gt': 'a folder of ground-truth images', 'dataroot_lq': 'a folder of degraded '
                             'images'}
 
@@ -65,7 +68,11 @@ class PairedImageDataset(RestorationDataset):
         lq = self.read(self.lq_source, lq_name)
         gt, lq = self.prepare_pair(gt, lq, gt_path, lq_path, rng)
         gt, lq = self.finalize(gt, gt_path), self.finalize(lq, lq_path)
-        return {'lq': img2tensor(lq), 'gt': img2tensor(gt), 'lq_path': lq_path, 'gt_path': gt_path}
+        out = {'lq': img2tensor(lq), 'gt': img2tensor(gt), 'lq_path': lq_path, 'gt_path': gt_path}
+        if self.opt.get('task_from_name') == 'mioir':
+            from basicsr.data.mioir_list_dataset import mioir_task_of_suffix
+            out['task'] = mioir_task_of_suffix(lq_name)
+        return out
 
 
 @DATASET_REGISTRY.register()

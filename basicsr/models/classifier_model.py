@@ -39,10 +39,11 @@ class ClassifierModel(ImageRestorationModel):
     """
 
     default_grad_clip = False
+    requires_logits = True  # MiOIR's ClassModel applies cross-entropy to the softmax output instead
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__(opt)
-        if getattr(unwrap(self.net_g), 'return_logits', True) is not True:
+        if self.requires_logits and getattr(unwrap(self.net_g), 'return_logits', True) is not True:
             raise ValueError(f"ClassifierModel: network_g ({opt['network_g'].get('type')}) returns probabilities; "
                              'set network_g.return_logits: true (cross-entropy is computed on logits; the '
                              'weights load unchanged into the probability-returning network for testing)')

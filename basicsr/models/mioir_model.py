@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from torch import nn
+
 from basicsr.models.classifier_model import ClassifierModel
 from basicsr.models.image_restoration_model import ImageRestorationModel
 from basicsr.utils.registry import MODEL_REGISTRY
@@ -33,6 +35,7 @@ class _MiOIRModel(ImageRestorationModel):
     pad: int = 0
     pad_from_window: bool = False
     default_grad_clip = False  # MiOIR's models never clip
+    task_from_name = False  # EP models: evaluation sets of PairedImageDataset read the task from the file name
 
     @classmethod
     def official_defaults(cls, opt: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
@@ -44,7 +47,10 @@ class _MiOIRModel(ImageRestorationModel):
             window = (opt.get('network_g') or {}).get('window_size')
             pad = int(window) if isinstance(window, int) else 0
         inference = {'pad_multiple': pad} if pad else {}
-        return {'val': inference, 'test': inference, 'path': {'param_key_g': 'params'}}
+        out = {'val': inference, 'test': inference, 'path': {'param_key_g': 'params'}}
+        if cls.task_from_name:
+            out['eval_datasets'] = {'task_from_name': 'mioir'}
+        return out
 
 
 @MODEL_REGISTRY.register()
@@ -60,6 +66,7 @@ class IRModel_AP(_MiOIRModel):  # noqa: N801 - MiOIR's names
 @MODEL_REGISTRY.register()
 class IRModel_EP(_MiOIRModel):  # noqa: N801
     """MiOIR's explicit-prompt model (SRResNet_EP): the task comes from the data."""
+    task_from_name = True
 
 
 @MODEL_REGISTRY.register()
@@ -81,6 +88,7 @@ class SwinIR_AP(SwinIR):  # noqa: N801
 @MODEL_REGISTRY.register()
 class SwinIR_EP(SwinIR):  # noqa: N801
     """MiOIR's SwinIR_EP model."""
+    task_from_name = True
 
 
 @MODEL_REGISTRY.register()
@@ -102,6 +110,7 @@ class Restormer_AP(Restormer):  # noqa: N801
 @MODEL_REGISTRY.register()
 class Restormer_EP(Restormer):  # noqa: N801
     """MiOIR's Restormer_EP model."""
+    task_from_name = True
 
 
 @MODEL_REGISTRY.register()
@@ -123,6 +132,7 @@ class Uformer_AP(Uformer):  # noqa: N801
 @MODEL_REGISTRY.register()
 class Uformer_EP(Uformer):  # noqa: N801
     """MiOIR's Uformer_EP model."""
+    task_from_name = True
 
 
 @MODEL_REGISTRY.register()
@@ -132,10 +142,27 @@ class Uformer_EP_class(Uformer):  # noqa: N801
 
 @MODEL_REGISTRY.register()
 class PromptIR(_MiOIRModel):
-    """MiOIR's PromptIR model: test images padded to 64."""
+    """MiOIR's PromptIR model: test images padded to 64; MiOIR's PromptIR network defaults to ``decoder: True``
+    (the official PromptIR class to False), so a ``network_g`` of type PromptIR without ``decoder`` gets True."""
     pad = 64
+
+    @classmethod
+    def official_defaults(cls, opt: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        out = super().official_defaults(opt)
+        if (opt.get('network_g') or {}).get('type') == 'PromptIR':
+            out['network_g'] = {'decoder': True}
+        return out
 
 
 @MODEL_REGISTRY.register()
 class ClassModel(ClassifierModel):
-    """MiOIR's classifier model name (``train_classifier.yml``); trains as :class:`ClassifierModel`."""
+    """MiOIR's classifier model (``train_classifier.yml``): :class:`ClassifierModel` with MiOIR's two oddities.
+    Its ``train.pixel_opt`` only switches the loss on (the loss is cross-entropy whatever its type says), and a
+    ``Classifier`` without ``return_logits`` trains as MiOIR's does, cross-entropy on its softmax output."""
+
+    requires_logits = False
+
+    def build_losses(self, train: Dict[str, Any]) -> nn.Module:
+        if not (train.get('pixel_opt') or train.get('perceptual_opt')):
+            raise ValueError('ClassModel (MiOIR): train.pixel_opt switches on its cross-entropy loss and is missing')
+        return super().build_losses({k: v for k, v in train.items() if not k.endswith('_opt')})

@@ -124,6 +124,12 @@ def _model_defaults(opt: Dict[str, Any]) -> None:
     if defaults is None:
         return
     for section, values in defaults(opt).items():
+        if section == 'eval_datasets':  # keys of every validation / test set of a type that reads them
+            for key, block in (opt.get('datasets') or {}).items():
+                if isinstance(block, dict) and not key.startswith('train') and block.get('type') == 'PairedImageDataset':
+                    for k, v in values.items():
+                        block.setdefault(k, v)
+            continue
         if not values or (section == 'val' and not isinstance(opt.get('val'), dict)):
             continue
         block = opt.setdefault(section, {})
