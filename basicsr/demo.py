@@ -5,7 +5,8 @@ bundled colour-denoising model (sigma 25) and writes the outputs and side-by-sid
 (input | output | clean, when the clean sample exists) to ``results/demo/``.
 
 Everything else: ``--input FILE|DIR --output DIR --opt YAML --weights PATH --device cpu|cuda`` and the
-inference options ``--tile N --tile-overlap M --self-ensemble --tlc``.
+inference options ``--tile N --tile-overlap M --tile-batch B --self-ensemble --tlc`` and the fast paths
+``--compile [MODE] --channels-last --autocast bf16|fp16 --cudnn-benchmark`` (:mod:`basicsr.utils.speed`).
 
 A folder is restored file by file: an unreadable image (empty, truncated, not an image) is reported with a
 warning and the others are still restored; the run ends with a summary and exit status 1 if any failed.
@@ -176,6 +177,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                         help='tile size for tiled inference (default: test.tile of --opt, else whole images)')
     parser.add_argument('--tile-overlap', type=non_negative_int, default=32,
                         help='overlap between tiles (pixels, less than --tile) (default: %(default)s)')
+    parser.add_argument('--tile-batch', type=positive_int, default=1,
+                        help='tiles per network call with --tile (default: %(default)s)')
     parser.add_argument('--self-ensemble', action='store_true',
                         help='x8 flip/rotation self-ensemble (default: off)')
     parser.add_argument('--tlc', action='store_true',
@@ -193,6 +196,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                         help='task for networks that take one (MiOIR *_EP explicit prompts): an id 0..6 or a name '
                              '(blur, noise, jpeg, rain, haze, dark, sr); for routed networks (UniRestorer) the '
                              'instruction mode: a tree node name such as Derain (default: none)')
+    from basicsr.utils.speed import add_speed_arguments, speed_block
+    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     if args.tlc_train_size and not args.tlc:
         raise UsageError('--tlc-train-size is used only with --tlc; add --tlc or drop it')
@@ -226,7 +231,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
              or opt['network_g'].get('in_chans') or 3)
     settings = dict(opt.get('test') or {})
     if args.tile:
-        settings['tile'] = {'size': args.tile, 'overlap': args.tile_overlap}
+        settings['tile'] = {'size': args.tile, 'overlap': args.tile_overlap, 'batch': args.tile_batch}
     if args.self_ensemble:
         settings['self_ensemble'] = True
     if args.tlc and (args.tlc_train_size or not settings.get('tlc')):
@@ -237,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         settings['tlc'] = {**(settings.get('tlc') or {}), 'train_size': [1, in_ch, size, size]}
     if args.task is not None and hasattr(net, 'instruction_masks'):
         settings['instruction'] = args.task
-    pipeline = build_inference(net, settings, where='test')
+    pipeline = build_inference(net, settings, where='test', speed=speed_block(opt.get('speed'), args))
     conditions = {}
     if 'task' in pipeline.conditions:
         from basicsr.archs.prompt_blocks import MIOIR_TASKS

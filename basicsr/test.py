@@ -69,7 +69,7 @@ def run_tests(opt: dict) -> dict:
             finally:
                 cleanup()
         device = model.device
-        pipeline = build_inference(model.inference_network(), settings, where='test')
+        pipeline = build_inference(model.inference_network(), settings, where='test', speed=opt.get('speed'))
     summary = {}
     try:
         for key, ds_opt in (opt.get('datasets') or {}).items():

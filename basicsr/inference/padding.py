@@ -17,10 +17,14 @@ __all__ = ['infer_size_multiple', 'pad_to_multiple', 'crop_back', 'center_crop_t
 
 
 def unwrap(net: nn.Module) -> nn.Module:
-    """The network inside DataParallel / DistributedDataParallel wrappers."""
-    while isinstance(getattr(net, 'module', None), nn.Module):
-        net = net.module
-    return net
+    """The network inside DataParallel / DistributedDataParallel / FastNetwork (``.module``) and
+    torch.compile (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(net, 'module', None)
+        inner = inner if isinstance(inner, nn.Module) else getattr(net, '_orig_mod', None)
+        if not isinstance(inner, nn.Module):
+            return net
+        net = inner
 
 
 def infer_size_multiple(net: nn.Module) -> int:

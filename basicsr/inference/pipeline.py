@@ -4,7 +4,7 @@
 (B, C, H, W) float -> (B, C', H * s, W * s), the network's scored output (:func:`main_output`) for the
 whole image. The wrappers compose in this order::
 
-    centre-crop (protocol) -> pad -> tile | grids -> self-ensemble -> TLC-converted network
+    centre-crop (protocol) -> pad -> tile | grids -> self-ensemble -> TLC-converted network -> speed paths
 
 Options (the ``val:`` / ``test:`` sections; other keys of those sections are ignored here)::
 
@@ -22,6 +22,9 @@ pipeline built once follows further training (validation during training needs n
 Inputs a network derives from the image itself (UniRestorer's encoder input, which decides its routing) are
 made once per call from the whole (centre-cropped, unpadded) image and passed with the other conditions to
 every tile, crop and flip, repeated per piece, so the pieces are restored as the whole image would be.
+
+The ``speed`` argument (the option file's top-level ``speed:`` block, :mod:`basicsr.utils.speed`) runs the
+network compiled, channels-last and/or under autocast; outputs stay float32.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from basicsr.inference.self_ensemble import self_ensemble
 from basicsr.inference.task_classifier import TaskClassifier, build_task_classifier, fill_task
 from basicsr.inference.tiling import check_tile_options, tile_forward
 from basicsr.inference.tlc import make_settings, to_local
+from basicsr.utils.speed import SpeedOptionError, apply_speed
 
 __all__ = ['InferencePipeline', 'build_inference', 'INFERENCE_OPTION_KEYS']
 
@@ -84,13 +88,14 @@ class InferencePipeline:
         instruction: restrict a routed network to one task (its ``instruction_masks(name)``: UniRestorer
             keeps the leaves under the tree node of that name); a call's own masks win.
         where: option-section name used in error messages (``'test'``, ``'val'``).
+        speed: the ``speed:`` block (compile, channels_last, autocast, cudnn_benchmark) or None.
     """
 
     def __init__(self, net: nn.Module, pad_multiple: Any = 'auto', tile: Optional[Dict[str, Any]] = None,
                  grids: Optional[Dict[str, Any]] = None, self_ensemble: bool = False,
                  tlc: Optional[Dict[str, Any]] = None, center_crop_multiple: Optional[int] = None,
                  task_classifier: Optional[TaskClassifier] = None, instruction: Optional[str] = None,
-                 where: str = 'test') -> None:
+                 where: str = 'test', speed: Optional[Dict[str, Any]] = None) -> None:
         self.where = where
         self.task_classifier = task_classifier
         base = unwrap(net)
@@ -114,6 +119,10 @@ class InferencePipeline:
         self.self_ensemble = bool(self_ensemble)
         self.tlc = self._tlc_options(tlc) if tlc not in (None, False) else None
         self.net = to_local(base, share_weights=True, **self.tlc) if self.tlc else base
+        try:  # the network call of every piece goes through the fast paths; self.net stays the plain module
+            self.runner = apply_speed(self.net, speed)
+        except SpeedOptionError as exc:
+            raise InferenceOptionError(str(exc)) from None
         self._conditions: Dict[str, Any] = {}  # extra network inputs of the current call
         self._images = 1  # images in the current call (pieces of them are batched tile-major)
 
@@ -197,7 +206,7 @@ class InferencePipeline:
 
     def _network(self, x: Tensor) -> Tensor:
         kwargs = {k: repeat_for_pieces(v, self._images, x.shape[0]) for k, v in self._conditions.items()}
-        return main_output(self.net(x, **kwargs))
+        return main_output(self.runner(x, **kwargs))
 
     def routing_records(self) -> List[Dict[str, Any]]:
         """Per image of the last call, what a routed network chose (UniRestorer: leaf, level, expert); [] for
@@ -248,11 +257,15 @@ class InferencePipeline:
             parts.append('self_ensemble=x8')
         if self.instruction:
             parts.append('instruction')
+        if self.runner is not self.net:
+            parts.append(f'speed={self.runner.opts.describe()}')
         return f'InferencePipeline({type(unwrap(self.net)).__name__}; {", ".join(parts)})'
 
 
-def build_inference(net: nn.Module, opt: Optional[Dict[str, Any]] = None, where: str = 'test') -> InferencePipeline:
-    """Build the pipeline from a ``val:``/``test:`` option section (its non-inference keys are ignored).
+def build_inference(net: nn.Module, opt: Optional[Dict[str, Any]] = None, where: str = 'test',
+                    speed: Optional[Dict[str, Any]] = None) -> InferencePipeline:
+    """Build the pipeline from a ``val:``/``test:`` option section (its non-inference keys are ignored) and
+    the top-level ``speed:`` block.
 
     ``window_size`` (Restormer files) is read as ``pad_multiple``; HINet-style ``grids: true`` takes
     ``crop_size`` from the same section; ``grids: false`` / ``tile: null`` / ``tlc: null`` disable them.
@@ -280,4 +293,4 @@ def build_inference(net: nn.Module, opt: Optional[Dict[str, Any]] = None, where:
     return InferencePipeline(net, pad_multiple=pad, tile=opt.get('tile'), grids=grids,
                              self_ensemble=bool(opt.get('self_ensemble', False)), tlc=opt.get('tlc'),
                              center_crop_multiple=opt.get('center_crop_multiple'), task_classifier=classifier,
-                             instruction=opt.get('instruction'), where=where)
+                             instruction=opt.get('instruction'), where=where, speed=speed)

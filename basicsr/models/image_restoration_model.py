@@ -9,6 +9,7 @@ import copy
 import math
 from collections import OrderedDict
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -22,6 +23,7 @@ from basicsr.models.loss_terms import build_loss_terms
 from basicsr.utils.dist import get_dist_info
 from basicsr.utils.logger import get_logger
 from basicsr.utils.registry import MODEL_REGISTRY
+from basicsr.utils.speed import FastNetwork, apply_speed, parse_speed
 
 # train.optim_*.type -> optimiser class (BasicSR's list)
 OPTIMIZERS = {name: getattr(torch.optim, name) for name in ('Adam', 'AdamW', 'Adamax', 'SGD', 'ASGD', 'RMSprop',
@@ -38,8 +40,15 @@ def select_device(opt: Dict[str, Any]) -> torch.device:
 
 
 def unwrap(net: nn.Module) -> nn.Module:
-    """The bare network inside DDP/DataParallel."""
-    return net.module if isinstance(net, (DistributedDataParallel, nn.DataParallel)) else net
+    """The bare network inside DDP/DataParallel and the fast-path wrappers (:class:`FastNetwork`,
+    torch.compile's ``_orig_mod``), so its ``state_dict`` has the plain names."""
+    while True:
+        if isinstance(net, (DistributedDataParallel, nn.DataParallel, FastNetwork)):
+            net = net.module
+        elif isinstance(getattr(net, '_orig_mod', None), nn.Module):
+            net = net._orig_mod
+        else:
+            return net
 
 
 @MODEL_REGISTRY.register()
@@ -48,7 +57,8 @@ class ImageRestorationModel:
 
     Option keys used: ``network_g``, ``path.{pretrain_network_g, param_key_g, strict_load_g, param_key_g_ema}``,
     ``train.{optim_g, scheduler, warmup_iter, ema_decay, ema_warmup, use_grad_clip, grad_clip_norm,
-    accumulate_grad, amp, mixing_augs, *_opt}``.
+    accumulate_grad, amp, mixing_augs, *_opt}`` and the ``speed`` block (compile, channels_last; its autocast
+    is ``train.amp``).
 
     Without ``train.use_grad_clip`` the gradient norm is clipped at ``grad_clip_norm`` (0.01), as the
     ``ImageRestorationModel`` of NAFNet and HINet does (their option files rely on it); subclasses set
@@ -87,7 +97,11 @@ class ImageRestorationModel:
         self._load_pretrained_ema()
         self.loss_terms = self.build_losses(train)
         self.accumulate = int(train.get('accumulate_grad', 1))
+        speed = parse_speed(self.opt.get('speed'))
         amp = train.get('amp') or None
+        if amp and speed.autocast and amp != speed.autocast:
+            raise ValueError(f"train.amp ({amp}) and speed.autocast ({speed.autocast}) disagree; set one of them")
+        amp = amp or speed.autocast  # speed.autocast is the training AMP too (it also covers the losses)
         self.amp_dtype = AMP_DTYPES.get(amp) if amp else None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         clip = train.get('use_grad_clip')
@@ -100,6 +114,8 @@ class ImageRestorationModel:
         self.mixup_start_iter = int(mixing.get('start_iter', 0))
         self.current_iter = 0
 
+        # compile and channels-last around the bare network, inside DDP; unwrap() gives the plain module back
+        self.net_g = apply_speed(self.net_g, replace(speed, autocast=None), self.device, cast_output=False)
         rank, world = get_dist_info()
         if world > 1:
             self.net_g = DistributedDataParallel(

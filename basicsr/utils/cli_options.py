@@ -1,6 +1,7 @@
 """The command line of ``basicsr/train.py`` and ``basicsr/test.py``: the toolbox's flags plus BasicSR's.
 
-Ours: ``-opt``, ``--set key=value`` (repeatable), ``--import module`` (plug-ins), ``--no-resume`` (train).
+Ours: ``-opt``, ``--set key=value`` (repeatable), ``--import module`` (plug-ins), ``--no-resume`` (train), the
+``speed:`` flags ``--compile [MODE] --channels-last --autocast bf16|fp16 --cudnn-benchmark``.
 BasicSR's, accepted so that its scripts and launch commands work unchanged: ``--launcher`` (torchrun is
 detected from the environment), ``--auto_resume`` (resuming is on by default here), ``--debug``,
 ``--local_rank`` / ``--local-rank`` (ignored: ``LOCAL_RANK`` comes from the environment) and
@@ -14,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from basicsr.utils.cli import ArgumentParser
 from basicsr.utils.options import OptionError, parse_options
+from basicsr.utils.speed import add_speed_arguments, speed_overrides
 
 
 def build_parser(is_train: bool, description: str = '',
@@ -40,6 +42,7 @@ def build_parser(is_train: bool, description: str = '',
         parser.add_argument('--debug', action='store_true')
     parser._option_string_actions['--debug'].help = (
         "BasicSR's debug mode (name debug_<name>, log every iteration, save/validate every 8) and tracebacks")
+    add_speed_arguments(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--force_yml', nargs='+', default=[], metavar='A:B=VALUE',
                         help="BasicSR's override syntax, same as --set A.B=VALUE")
@@ -68,6 +71,7 @@ def load_options(args: argparse.Namespace, is_train: bool, root: Optional[str | 
         overrides.append('path.auto_resume=false')
     if getattr(args, 'trust_pickle', False):
         overrides.append('path.trust_pickle=true')
+    overrides += speed_overrides(args)
     try:
         return parse_options(args.opt, overrides, is_train=is_train, root=root, imports=args.imports,
                              debug=args.debug)

@@ -274,6 +274,10 @@ SCHEMA: Dict[str, Key] = {
     'dist_params': Key(dict, default={}, children={
         'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int)}),
     'ensemble': Key(dict, open_children=True),
+    'speed': Key((dict, type(None)), doc='fast paths, basicsr/utils/speed.py', children={
+        'compile': Key((bool, dict, type(None)), doc='true or {mode: default|reduce-overhead|max-autotune}'),
+        'channels_last': Key(bool), 'autocast': Key((str, bool, type(None)), choices=[None, False, 'bf16', 'fp16']),
+        'cudnn_benchmark': Key(bool)}),
     **_REALESRGAN_KEYS,
     'sequential': Key(dict, doc='MiOIR sequential learning, basicsr/engine/sequential.py', children={
         'order': Key(list, required=True), 'stage_iters': Key(list, required=True),

@@ -1,0 +1,236 @@
+"""Fast paths (basicsr/utils/speed.py): each matches the plain network within its tolerance, falls back with a
+warning, keeps plain state_dict names; batched tiles equal unbatched ones; training with the speed block
+resumes exactly."""
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from engine_helpers import read_losses, tiny_options
+
+from basicsr.archs import build_network
+from basicsr.inference.pipeline import InferenceOptionError, build_inference
+from basicsr.models.image_restoration_model import unwrap
+from basicsr.utils.options import parse_options
+from basicsr.utils.speed import FastNetwork, SpeedFallbackWarning, SpeedOptionError, apply_speed, parse_speed
+
+ROOT = Path(__file__).resolve().parents[1]
+CBSD68 = ROOT.parent / 'shared' / 'data' / 'CBSD68'
+BUNDLED = ROOT / 'experiments' / 'pretrained_models' / 'NAFNet_w16_denoise_color_sigma25.safetensors'
+FP32_TOL = 1e-4  # fp32 fast paths reorder float sums only
+
+
+def tiny_nafnet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = build_network({'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1, 1], 'middle_blk_num': 1,
+                         'dec_blk_nums': [1, 1]})
+    with torch.no_grad():  # the residual scales start at zero: draw them so that every block acts
+        for name, p in net.named_parameters():
+            if name.endswith(('beta', 'gamma')):
+                p.uniform_(0.1, 0.3)
+    return net.eval()
+
+
+def tiny_restormer() -> nn.Module:
+    torch.manual_seed(0)
+    return build_network({'type': 'Restormer', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
+                          'heads': [1, 2, 2, 4]}).eval()
+
+
+@pytest.mark.parametrize('block, message', [
+    ({'compiled': True}, "unknown option 'speed.compiled'"),
+    ({'compile': {'mode': 'fastest'}}, 'speed.compile must be'),
+    ({'compile': {'modes': 'default'}}, "unknown option 'speed.compile.modes'"),
+    ({'autocast': 'fp8'}, "speed.autocast must be false, 'bf16' or 'fp16'"),
+    ({'channels_last': 'yes'}, 'speed.channels_last must be true or false'),
+    ([1], 'speed must be a mapping'),
+])
+def test_bad_speed_options_name_the_key(block, message):
+    with pytest.raises(SpeedOptionError, match=message.replace('(', r'\(').replace('.', r'\.')):
+        parse_speed(block)
+
+
+def test_pipeline_reports_a_bad_speed_block_as_an_inference_option_error():
+    with pytest.raises(InferenceOptionError, match='speed.autocast'):
+        build_inference(tiny_nafnet(), {}, speed={'autocast': 'fp32'})
+
+
+def test_all_off_leaves_the_network_unwrapped():
+    net = tiny_nafnet()
+    assert apply_speed(net, None) is net and apply_speed(net, {'compile': False, 'autocast': False}) is net
+
+
+@pytest.mark.parametrize('make', [tiny_nafnet, tiny_restormer])
+def test_channels_last_matches_plain_in_fp32(make):
+    net = make()
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        ref = net(x)
+        fast = apply_speed(net, {'channels_last': True})
+        out = fast(x)
+    assert isinstance(fast, FastNetwork) and out.dtype == torch.float32
+    assert any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+               for p in net.parameters())  # the conversion happened
+    assert (out - ref).abs().max() < FP32_TOL
+    assert list(fast.state_dict()) == list(make().state_dict())
+
+
+def test_bf16_autocast_is_close_and_returns_float32():
+    net = tiny_nafnet()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = net(x)
+        out = apply_speed(net, {'autocast': 'bf16'})(x)
+    assert out.dtype == torch.float32
+    diff = (out - ref).abs().max()
+    assert 0 < diff < 0.05  # bf16 keeps 8 mantissa bits: not bit-exact, but close on [0, 1] images
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a = (a.clamp(0, 1) * 255).round()
+    b = (b.clamp(0, 1) * 255).round()
+    return 10 * math.log10(255 ** 2 / float(((a - b) ** 2).mean()))
+
+
+@pytest.mark.skipif(not CBSD68.is_dir() or not BUNDLED.is_file(), reason='needs ../shared/data and the bundled model')
+def test_bf16_with_the_bundled_model_loses_at_most_0_05_db_on_cbsd68():
+    import cv2
+
+    from basicsr.archs.pretrained import load_pretrained
+    from basicsr.utils.options import load_with_bases
+    opt = load_with_bases(ROOT / 'options' / 'demo' / 'denoise_color_sigma25.yml')
+    net = build_network(opt['network_g'])
+    load_pretrained(net, str(BUNDLED))
+    net.eval()
+    gen = torch.Generator().manual_seed(0)
+    plain, fast = build_inference(net, {}), build_inference(net, {}, speed={'autocast': 'bf16'})
+    drops = []
+    for path in sorted(CBSD68.glob('*.png'))[:2]:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()  # whole images (crops vary more)
+        gt = torch.from_numpy(img).permute(2, 0, 1).float().div(255)[None]
+        lq = gt + torch.randn(gt.shape, generator=gen) * 25 / 255
+        drops.append(_psnr(plain(lq), gt) - _psnr(fast(lq), gt))
+    assert max(abs(d) for d in drops) <= 0.05, drops  # measured 0.0015 and 0.0072 dB
+
+
+def test_fp16_autocast_on_cpu_falls_back_to_float32_with_a_warning():
+    net = tiny_nafnet()
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.warns(SpeedFallbackWarning, match='fp16 is not used on CPU'):
+        fast = apply_speed(net, {'autocast': 'fp16'})
+    with torch.no_grad():
+        assert torch.equal(fast(x), net(x))
+
+
+def test_cudnn_benchmark_without_cuda_is_ignored_with_a_warning():
+    net = tiny_nafnet()
+    with pytest.warns(SpeedFallbackWarning, match='cudnn_benchmark.*not CUDA'):
+        assert apply_speed(net, {'cudnn_benchmark': True}, device=torch.device('cpu')) is net
+
+
+def test_a_failing_compile_falls_back_to_eager_with_the_reason(monkeypatch):
+    calls = []
+
+    def broken_compile(module, **kwargs):
+        def run(*args, **kw):
+            calls.append(1)
+            raise RuntimeError('InductorError: no C++ compiler found')
+        return run
+
+    monkeypatch.setattr(torch, 'compile', broken_compile)
+    net = tiny_nafnet()
+    fast = apply_speed(net, {'compile': True, 'channels_last': True})
+    x = torch.rand(1, 3, 16, 16)
+    expected = 'torch.compile failed on NAFNet.*no C\\+\\+ compiler'
+    with torch.no_grad(), pytest.warns(SpeedFallbackWarning, match=expected):
+        out = fast(x)
+    assert (out - net(x)).abs().max() < FP32_TOL
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with torch.no_grad():
+            fast(x)  # eager from now on: no second attempt, no second warning
+    assert len(calls) == 1 and 'no C++ compiler' in fast.compile_error
+
+
+def test_a_wrong_call_raises_the_network_error_and_keeps_compiling(monkeypatch):
+    monkeypatch.setattr(torch, 'compile', lambda module, **kw: module)
+    fast = apply_speed(tiny_nafnet(), {'compile': True})
+    with pytest.raises(RuntimeError):
+        fast(torch.rand(1, 5, 16, 16))  # wrong channel count: the eager error, not a fallback
+    assert fast._compiled is not None and fast.compile_error is None
+
+
+def test_unwrap_gives_the_plain_network_of_every_wrapper():
+    net = tiny_nafnet()
+    assert unwrap(apply_speed(net, {'channels_last': True})) is net
+    assert unwrap(torch.compile(net)) is net  # torch.compile's _orig_mod (compiling happens on the first call)
+
+
+@pytest.mark.slow
+def test_compiled_network_matches_plain_and_saves_plain_names(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
+    x = torch.rand(1, 3, 16, 16)
+    fast = apply_speed(net, {'compile': True})
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', SpeedFallbackWarning)  # the compiled path itself must run here
+        with torch.no_grad():
+            out = fast(x)
+    assert fast.compile_error is None
+    assert (out - net(x)).abs().max() < FP32_TOL
+    torch.save(fast.state_dict(), tmp_path / 'w.pth')
+    state = torch.load(tmp_path / 'w.pth', weights_only=True)
+    assert list(state) == ['0.weight', '0.bias', '2.weight', '2.bias']
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, 3, 3, padding=1))
+    plain.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(plain(x), net(x))
+
+
+def test_batched_tiles_equal_unbatched_with_tlc_self_ensemble_and_speed():
+    net = tiny_nafnet()
+    x = torch.rand(1, 3, 72, 88)
+    base = {'tile': {'size': 32, 'overlap': 8}, 'tlc': {'train_size': [1, 3, 24, 24]}, 'self_ensemble': True}
+    one = build_inference(net, base)(x)
+    batched = build_inference(net, {**base, 'tile': {'size': 32, 'overlap': 8, 'batch': 5}})(x)
+    fast = build_inference(net, {**base, 'tile': {'size': 32, 'overlap': 8, 'batch': 5}},
+                           speed={'channels_last': True})(x)
+    assert (batched - one).abs().max() < FP32_TOL
+    assert (fast - one).abs().max() < FP32_TOL
+
+
+def test_speed_flags_of_test_py_set_the_speed_block(tmp_path):
+    from basicsr.utils.cli_options import build_parser, load_options
+    path = tiny_options(tmp_path)
+    args = build_parser(is_train=False).parse_args(['-opt', str(path), '--compile', 'max-autotune',
+                                                     '--channels-last', '--autocast', 'bf16'])
+    opt = load_options(args, is_train=False, root=tmp_path)
+    assert parse_speed(opt['speed']) == parse_speed({'compile': {'mode': 'max-autotune'}, 'channels_last': True,
+                                                     'autocast': 'bf16'})
+
+
+def test_training_with_channels_last_and_bf16_resumes_exactly(tmp_path):
+    from basicsr.engine.trainer import Trainer
+    extra = {'speed': {'channels_last': True, 'autocast': 'bf16'}}
+    straight = tiny_options(tmp_path / 'a', name='straight', extra=extra)
+    trainer = Trainer(parse_options(straight, [], is_train=True))
+    assert isinstance(trainer.model.net_g, FastNetwork) and trainer.model.amp_dtype is torch.bfloat16
+    trainer.train()
+    ref = read_losses(tmp_path / 'a' / 'experiments' / 'straight')
+    split = tiny_options(tmp_path / 'b', name='split', extra=extra)
+    Trainer(parse_options(split, ['train.total_iter=3'], is_train=True)).train()
+    Trainer(parse_options(split, [], is_train=True)).train()
+    assert read_losses(tmp_path / 'b' / 'experiments' / 'split') == ref
+    from basicsr.utils.serialization import load_torch_file
+    saved = load_torch_file(tmp_path / 'b' / 'experiments' / 'split' / 'models' / 'net_g_latest.pth')
+    assert set(saved['params']) == set(tiny_nafnet().state_dict())
+
+
+def test_train_amp_and_speed_autocast_must_agree(tmp_path):
+    from basicsr.models.image_restoration_model import ImageRestorationModel
+    path = tiny_options(tmp_path, extra={'speed': {'autocast': 'bf16'}, 'train.amp': 'fp16'})
+    with pytest.raises(ValueError, match=r'train.amp \(fp16\) and speed.autocast \(bf16\) disagree'):
+        ImageRestorationModel(parse_options(path, [], is_train=True))
