@@ -10,7 +10,6 @@ upsampling of the input (on the 0..1 scale).
 """
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from pathlib import Path
@@ -25,12 +24,13 @@ from basicsr.data import build_dataset  # noqa: E402
 from basicsr.engine.checkpoint import load_latest_checkpoint  # noqa: E402
 from basicsr.engine.evaluator import side_by_side  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
+from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.img_util import tensor2img, write_image  # noqa: E402
 from basicsr.utils.options import parse_options  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('-opt', '--opt', required=True, help='the training option file of the run')
     parser.add_argument('--num', type=int, default=4, help='number of sample images')
     parser.add_argument('--size', type=int, default=192, help='side of the HR crops (a multiple of the scale)')
@@ -66,4 +66,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))
