@@ -369,3 +369,24 @@ def test_output_folder_that_is_a_file(tmp_path, capsys):
     assert code == 2
     one_line(err, str(tmp_path / 'taken'), 'pass a folder path')
     assert (tmp_path / 'taken').read_text() == 'x'
+
+
+def test_second_trainer_on_a_folder_in_use_is_a_user_mistake(tmp_path, capsys):
+    import socket
+    import sys
+
+    from basicsr.engine.run_guard import LOCK_NAME
+    from basicsr.train import main
+    opt = tiny_options(tmp_path, name='busy', total_iter=2)
+    exp = tmp_path / 'experiments' / 'busy'
+    exp.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        (exp / LOCK_NAME).write_text(f'{holder.pid} {socket.gethostname()}\n')
+        code, err = run(main, ['-opt', str(opt)], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2
+    one_line(err, f'PID {holder.pid}')
+    assert (exp / LOCK_NAME).is_file()  # the folder in use is left alone

@@ -41,6 +41,7 @@ USER_ERRORS = (
     'basicsr.inference.pipeline.InferenceOptionError',
     'basicsr.utils.serialization.RefusedPickleError',
     'basicsr.utils.serialization.UnreadableFileError',
+    'basicsr.engine.run_guard.RunLockedError',  # a second trainer started on a run folder in use
 )
 # builtin errors that are a user mistake wherever they come from
 USER_BUILTINS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
