@@ -267,6 +267,8 @@ def test_missing_data_folder_names_the_script_that_creates_it(tmp_path, monkeypa
         parse_options(write(tmp_path, 'tasks.yml', tasks), root=tmp_path)
     assert "'datasets.train.tasks[0].dataroot_gt': path 'datasets/allinone_small/nope' does not exist" in str(
         info.value) and 'python scripts/prepare_allinone_data.py creates it' in str(info.value)
+    from basicsr.utils.option_checks import prepare_hint
+    assert 'scripts/prepare_mioir_data.py' in prepare_hint('./datasets/MiOIR/DF2K/blur_sub300')
     other = MINIMAL + "datasets: {val: {name: v, type: SingleImageDataset, dataroot_lq: /no/such/folder}}\n"
     with pytest.raises(OptionError) as info:
         parse_options(write(tmp_path, 'other.yml', other), root=tmp_path)

@@ -32,6 +32,8 @@ PREPARE_SCRIPTS = (
     ('datasets/denoise', 'python scripts/prepare_denoise_data.py'),
     ('datasets/samples', 'python scripts/prepare_denoise_data.py'),
     ('datasets/allinone_small', 'python scripts/prepare_allinone_data.py'),
+    ('datasets/MiOIR/DF2K', 'python scripts/prepare_mioir_data.py --gt <DF2K HR folder> --out datasets/MiOIR/DF2K '
+                            '(--depth-dir <depth maps> for haze)'),
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
