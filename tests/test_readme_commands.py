@@ -18,7 +18,7 @@ README = (ROOT / 'README.md').read_text(encoding='utf-8')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
 
 # option-file names the README uses as placeholders for "your file", not shipped files
-PLACEHOLDERS = {'x.yml', 'ep.yml', 'file.yml', 'my.yml', 'OPTION_FILE.yml'}
+PLACEHOLDERS = {'x.yml', 'y.yml', 'ep.yml', 'file.yml', 'my.yml', 'OPTION_FILE.yml'}
 
 
 def readme_commands() -> List[str]:
@@ -38,7 +38,7 @@ def readme_commands() -> List[str]:
     for line in joined.splitlines():
         line = line.split(' #', 1)[0].strip()
         line = re.sub(r'^(\w+=\S+\s+)+', '', line)  # OMP_NUM_THREADS=1 NGPU=2 ...
-        if re.match(r'(python|\./train\.sh|bash)\b', line):
+        if re.match(r'(python|\./train\.sh|bash)\b', line) and '<' not in line:  # <method>/...: a template
             commands.append(line)
     return commands
 
