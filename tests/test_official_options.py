@@ -274,3 +274,18 @@ def test_stereo_psnr_is_the_mean_of_the_views_and_use_image_scores_the_output():
     assert math.isinf(compute_metrics(pred, gt, spec)['psnr'])
     unrounded = compute_metrics(pred, gt, spec, use_image=False)['psnr']
     assert unrounded == pytest.approx(20 * math.log10(255 / abs(127.5 + 0.3 - 128)), rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', sorted((Path(__file__).resolve().parents[1] / 'options/test/official').glob('*/*.yml')),
+                         ids=lambda p: f'{p.parent.name}/{p.name}')
+def test_official_release_test_files_build_and_load_their_layout(path, tmp_path):
+    """Each options/test/official file parses (paths aside), builds its network and loads a checkpoint in the
+    release's ``params`` layout strictly (meta tensors: names and shapes only)."""
+    from basicsr.archs.pretrained import load_pretrained
+    opt = parse_options(path, is_train=False, check_paths=False, root=tmp_path)
+    with torch.device('meta'):
+        net = build_network(opt['network_g'])
+    torch.save({'params': dict(net.state_dict())}, tmp_path / 'release.pth')
+    load_pretrained(net, tmp_path / 'release.pth', key=opt['path']['param_key_g'], strict=True)
+    assert Path(opt['path']['pretrain_network_g']).parts[:2] == ('experiments', 'pretrained_models')
