@@ -11,7 +11,8 @@ Trains with torchrun, one process per visible GPU (1 on CPU); NGPU=<n> sets the 
 Flags after the option file go to basicsr/train.py (see its --help), except --max-restarts.
 
   --max-restarts N   (or MAX_RESTARTS=N) torchrun restarts the whole group up to N times when a worker dies;
-                     every rank resumes from the newest valid checkpoint (default 0).
+                     every rank resumes from the newest valid checkpoint (default 0); across nodes it
+                     needs the c10d rendezvous.
 Environment (torchrun's standard variables):
   one node           MASTER_PORT (default: random in 29500-30499)
   static multi-node  NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (the same on every node but NODE_RANK)
@@ -44,16 +45,14 @@ done
 case "$MAX_RESTARTS" in
   ''|*[!0-9]*) echo "error: --max-restarts / MAX_RESTARTS must be a whole number, got '$MAX_RESTARTS'" >&2; exit 2 ;;
 esac
-PYTHON="${PYTHON:-python}"
-HERE="$(cd "$(dirname "$0")" && pwd)"
-"$PYTHON" "$HERE/basicsr/train.py" -opt "$OPT" ${ARGS[@]+"${ARGS[@]}"} --check-only || exit $?
-if [ -z "${NGPU:-}" ]; then
-  NGPU=$("$PYTHON" -c 'import torch; print(max(torch.cuda.device_count(), 1))')
-fi
 NNODES="${NNODES:-1}"
-RUN=(--nnodes="$NNODES" --nproc_per_node="$NGPU" --max_restarts="$MAX_RESTARTS")
+RUN=(--nnodes="$NNODES" --max_restarts="$MAX_RESTARTS")
 if [ -n "${RDZV_ENDPOINT:-}" ]; then
-  RUN+=(--rdzv_backend="${RDZV_BACKEND:-c10d}" --rdzv_endpoint="$RDZV_ENDPOINT" --rdzv_id="${RDZV_ID:-basicsr}")
+  if [ -z "${RDZV_ID:-}" ]; then
+    echo "error: RDZV_ENDPOINT needs RDZV_ID, a job id shared by the nodes of this run (e.g. the SLURM job id)" >&2
+    exit 2
+  fi
+  RUN+=(--rdzv_backend="${RDZV_BACKEND:-c10d}" --rdzv_endpoint="$RDZV_ENDPOINT" --rdzv_id="$RDZV_ID")
 elif [ "$NNODES" != 1 ]; then
   for var in NODE_RANK MASTER_ADDR MASTER_PORT; do
     if [ -z "${!var:-}" ]; then
@@ -61,9 +60,27 @@ elif [ "$NNODES" != 1 ]; then
       exit 2
     fi
   done
+  if [ "$MAX_RESTARTS" != 0 ]; then
+    echo "error: --max-restarts across nodes needs the c10d rendezvous (RDZV_ENDPOINT and RDZV_ID instead of" \
+      "NODE_RANK/MASTER_ADDR): a static launch cannot restart the other nodes' workers" >&2
+    exit 2
+  fi
   RUN+=(--node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT")
+elif [ "$MAX_RESTARTS" != 0 ]; then  # restarts on one node: a c10d rendezvous on this machine
+  RUN+=(--rdzv_backend=c10d --rdzv_endpoint="127.0.0.1:${MASTER_PORT:-$(( 29500 + RANDOM % 1000 ))}"
+        --rdzv_id="${RDZV_ID:-local-$$-$RANDOM}")
 else
   RUN+=(--master_port="${MASTER_PORT:-$(( 29500 + RANDOM % 1000 ))}")
 fi
+# every restarted group gets a fresh store: torchrun's shared rendezvous store keeps the previous attempt's
+# addresses, so a process group created after a restart may connect to a dead worker (pytorch issue 135712)
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE="${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}"
+PYTHON="${PYTHON:-python}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+"$PYTHON" "$HERE/basicsr/train.py" -opt "$OPT" ${ARGS[@]+"${ARGS[@]}"} --check-only || exit $?
+if [ -z "${NGPU:-}" ]; then
+  NGPU=$("$PYTHON" -c 'import torch; print(max(torch.cuda.device_count(), 1))')
+fi
 export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" -m basicsr.utils.launch "${RUN[@]}" "$HERE/basicsr/train.py" -opt "$OPT" ${ARGS[@]+"${ARGS[@]}"}
+exec "$PYTHON" -m basicsr.utils.launch "${RUN[@]}" --nproc_per_node="$NGPU" \
+  "$HERE/basicsr/train.py" -opt "$OPT" ${ARGS[@]+"${ARGS[@]}"}

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
+from basicsr.utils.dist import broadcast_object, get_dist_info
 from basicsr.utils.logger import get_logger
 from basicsr.utils.serialization import (NETWORK_KEY, UnreadableFileError, atomic_write_bytes, load_torch_file,
                                          write_weights)
@@ -89,11 +90,17 @@ def checkpoint_path(folder: str | Path, iteration: int) -> Path:
 
 
 def save_checkpoint(state: Dict[str, Any], folder: str | Path, iteration: int, keep_last: int = 3) -> Path:
-    """Write ``state`` as the checkpoint of ``iteration`` and delete all but the newest ``keep_last``."""
+    """Write ``state`` as the checkpoint of ``iteration`` and delete all but the newest ``keep_last``, never the
+    file just written (a run resumed from an older checkpoint may find newer ones of the abandoned run).
+
+    The trainer calls it after every rank has read the checkpoint it resumed from (a barrier), so pruning
+    never deletes a file a resume is reading."""
     path = checkpoint_path(folder, iteration)
     atomic_torch_save(state, path)
     if keep_last > 0:
         for old in list_checkpoints(folder)[keep_last:]:
+            if old == path:
+                continue
             old.unlink(missing_ok=True)
             old.with_name(old.name + '.sha256').unlink(missing_ok=True)
     return path
@@ -113,6 +120,65 @@ def load_latest_checkpoint(folder: str | Path, map_location: Any = 'cpu',
         state['_path'] = str(path)
         return state
     return None
+
+
+def load_resume_state(training_states: str | Path, resume_state: Optional[str | Path] = None,
+                      auto_resume: bool = True, trust_pickle: bool = False) -> Optional[Dict[str, Any]]:
+    """The checkpoint every rank resumes from (None: start afresh), the same file on all ranks.
+
+    ``resume_state`` names it; otherwise (``auto_resume``) rank 0 picks the newest valid checkpoint of
+    ``training_states`` and sends its path to the others, which read that file too: the experiments folder
+    must be on a filesystem every node sees.
+    """
+    if resume_state:
+        path = str(resume_state)
+    elif not auto_resume:
+        return None
+    else:
+        state, failure = None, None
+        if get_dist_info()[0] == 0:
+            try:
+                state = load_latest_checkpoint(training_states, trust_pickle=trust_pickle)
+            except Exception as exc:  # noqa: BLE001 - the other ranks must not wait for a path that never comes
+                failure = exc
+        path = broadcast_object(f'\0{failure}' if failure else state and state['_path'])
+        if failure is not None:
+            raise failure
+        if state is not None or path is None:
+            return state
+        if path.startswith('\0'):
+            raise RuntimeError(f'rank 0 could not pick the checkpoint to resume from: {path[1:]}')
+        if not Path(path).is_file():
+            raise FileNotFoundError(f'rank 0 resumes from {path}, which rank {get_dist_info()[0]} cannot see: put '
+                                    f'the experiments folder (path.experiments_root) on a filesystem every node mounts')
+    state = verified_load(path, trust_pickle=trust_pickle)
+    state['_path'] = path
+    return state
+
+
+def sampler_state_for_rank(state: Dict[str, Any], rank: int, world: int, batch_size_per_gpu: int,
+                           accumulate: int = 1) -> Dict[str, Any]:
+    """This rank's sampler position in checkpoint ``state``.
+
+    A checkpoint of another number of ranks resumes when the global batch (``batch_size_per_gpu`` x ranks x
+    ``accumulate_grad``) is the one it was written with: every rank's sampler takes its share of one global
+    sample order, so the position maps to the new world size (:meth:`EnlargedSampler.load_state_dict`) and the
+    run continues with the same samples per iteration. Otherwise ``ValueError`` says which batch keeps it.
+    """
+    samplers = state['sampler']
+    old_world = int(state.get('world_size', len(samplers)))
+    if old_world == world:
+        return samplers[rank]
+    old_batch, batch = state.get('global_batch'), batch_size_per_gpu * world * accumulate
+    if old_batch is not None and int(old_batch) != batch:
+        hint = (f'--set datasets.train.batch_size_per_gpu={old_batch // (world * accumulate)}'
+                if old_batch % (world * accumulate) == 0 else 'datasets.train.batch_size_per_gpu and '
+                'train.accumulate_grad')
+        raise ValueError(f"cannot resume from {state.get('_path', 'the checkpoint')}: it was written by {old_world} "
+                         f'rank(s) with a global batch of {old_batch} samples and this run has {world} rank(s) with '
+                         f'{batch} (batch_size_per_gpu {batch_size_per_gpu} x {world} x accumulate_grad '
+                         f'{accumulate}); keep the global batch ({hint}) or start afresh with --no-resume')
+    return samplers[0]  # the ranks' positions are equal; the sampler maps it to this world size
 
 
 def network_file(models_dir: str | Path, save_format: str = 'pth', name: str = 'net_g_latest') -> Path:

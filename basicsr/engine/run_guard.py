@@ -1,8 +1,10 @@
 """Guards of an experiment folder against killed and concurrent runs.
 
 * :class:`RunLock`: one live trainer per experiment folder. ``<experiments_root>/train.lock`` names the
-  holder's PID and host; a second run fails with one line naming the holder, and the lock of a process
-  that no longer exists (a killed run) is taken over with a warning.
+  holder's PID, host and torchrun job id; a second run fails with one line naming the holder, and the lock of
+  a process that no longer exists (a killed run) is taken over with a warning, as is the lock of an earlier
+  attempt of the same elastic job (torchrun ``--max-restarts`` stops every worker of a group before it
+  starts the next one, whose rank 0 may run on another node).
 * :func:`remove_stale_temp_files`: temporary files of atomic writes (``.<name>.tmp<pid>`` of checkpoints,
   ``.<name>.<random>.tmp`` of images) that a kill in the middle of a write left behind.
 * :class:`LauncherWatch`: a worker started by torchrun stops when torchrun dies (``kill -9`` of ``train.sh``)
@@ -41,6 +43,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _elastic_job() -> str:
+    """The torchrun job id of this worker (``--rdzv-id``), '' outside torchrun or with torchrun's default id."""
+    job = os.environ.get('TORCHELASTIC_RUN_ID', '')
+    return '' if job == 'none' else job
+
+
 class RunLock:
     """Exclusive lock of ``folder`` for this process (``acquire`` / ``release``; re-entrant in one process)."""
 
@@ -55,6 +63,12 @@ class RunLock:
         except (OSError, ValueError, IndexError):
             return None
 
+    def _holder_job(self) -> str:
+        try:
+            return (self.path.read_text().split() + ['', '', ''])[2]
+        except OSError:
+            return ''
+
     def acquire(self) -> None:
         """Take the lock; raises :class:`RunLockedError` when a live process (or another host) holds it."""
         me = (os.getpid(), socket.gethostname())
@@ -68,19 +82,21 @@ class RunLock:
                     return
                 if holder is not None:
                     pid, host = holder
-                    if host != me[1] or _pid_alive(pid):
+                    dead_here = host == me[1] and not _pid_alive(pid)
+                    same_job = bool(_elastic_job()) and self._holder_job() == _elastic_job()
+                    if not (dead_here or (same_job and host != me[1])):
                         raise RunLockedError(
                             f'{self.path.parent} is in use by another training run (PID {pid} on {host}, lock file '
                             f'{self.path}); wait for it to finish or stop it, or give this run another name '
                             f'(delete the lock file only if that process is gone)')
-                    get_logger().warning(f'taking over the stale lock {self.path} of PID {pid} on {host}, '
-                                         'which no longer runs')
+                    why = 'which no longer runs' if dead_here else f'an earlier attempt of job {_elastic_job()}'
+                    get_logger().warning(f'taking over the stale lock {self.path} of PID {pid} on {host}, {why}')
                 else:
                     get_logger().warning(f'replacing the unreadable lock file {self.path}')
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, 'w') as fh:
-                fh.write(f'{me[0]} {me[1]}\n')
+                fh.write(' '.join([str(me[0]), me[1], _elastic_job()]).strip() + '\n')
             self.held = True
             atexit.register(self.release)  # also when the run stops with an error
             return

@@ -8,14 +8,14 @@ from typing import Any, Callable, Dict, List
 import torch
 
 from basicsr.data import build_dataset
-from basicsr.engine.checkpoint import (capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint,
-                                       save_network_file, verified_load)
+from basicsr.engine.checkpoint import (capture_rng_state, load_resume_state, restore_rng_state, sampler_state_for_rank,
+                                       save_checkpoint, save_network_file)
 from basicsr.engine.evaluator import evaluate, write_results
 from basicsr.engine.hooks import (CheckpointHook, EMAHook, Hook, LoggerHook, ProgressiveHook, ValidationHook)
 from basicsr.engine.run_guard import LauncherWatch, RunLock, remove_stale_temp_files
 from basicsr.models import build_model
 from basicsr.models.base_model import BaseModel
-from basicsr.utils.dist import all_gather_objects, barrier, get_dist_info
+from basicsr.utils.dist import all_gather_objects, barrier, bounded_barrier, get_dist_info
 from basicsr.utils.logger import get_logger, init_tb_logger
 from basicsr.utils.misc import set_random_seed
 from basicsr.utils.options import dump_options, options_hash
@@ -174,13 +174,8 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _maybe_resume(self) -> None:
         paths = self.opt['path']
-        state = None
-        trust = bool(paths.get('trust_pickle', False))
-        if paths.get('resume_state'):
-            state = verified_load(paths['resume_state'], trust_pickle=trust)
-            state['_path'] = paths['resume_state']
-        elif paths.get('auto_resume', True):
-            state = load_latest_checkpoint(paths['training_states'], trust_pickle=trust)
+        state = load_resume_state(paths['training_states'], paths.get('resume_state'), paths.get('auto_resume', True),
+                                  bool(paths.get('trust_pickle', False)))
         if state is None:
             return
         if state.get('options_hash') != options_hash(self.opt):
@@ -188,11 +183,12 @@ class Trainer:
                                 f'the options changed since it was written')
         self.model.load_state_dict(state['model'])
         self.iter, self.epoch = int(state['iter']), int(state['epoch'])
-        self.stream.load_state_dict(state['sampler'][self.rank] if self.rank < len(state['sampler'])
-                                    else state['sampler'][0])
+        self.stream.load_state_dict(sampler_state_for_rank(state, self.rank, self.world, self.stream.batch_size,
+                                                           self.accumulate))
         rng = state['rng']
         restore_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0])
         self.best = state.get('best', {})
+        barrier()  # every rank has read the checkpoint before rank 0 writes the next one and prunes old ones
         self.logger.info(f"resumed from {state['_path']} at iteration {self.iter} (epoch {self.epoch})")
 
     def save_checkpoint(self) -> None:
@@ -202,7 +198,7 @@ class Trainer:
         if self.rank == 0:
             state = {'iter': self.iter, 'epoch': self.stream.epoch, 'model': self.model.state_dict(),
                      'sampler': samplers, 'rng': rngs, 'best': self.best, 'options_hash': options_hash(self.opt),
-                     'world_size': self.world}
+                     'world_size': self.world, 'global_batch': self.stream.batch_size * self.world * self.accumulate}
             path = save_checkpoint(state, self.opt['path']['training_states'], self.iter,
                                    keep_last=self.opt['logger'].get('keep_last', 3))
             save_network_file(self.model.network_state(), self.opt['path']['models'],
@@ -210,7 +206,9 @@ class Trainer:
             self.logger.info(f'saved checkpoint {path}')
         if self.contract:
             self.model.save(self.stream.epoch, self.iter)
-        barrier()
+        bounded_barrier((self.opt.get('dist_params') or {}).get('save_timeout_minutes', 30),
+                        f'rank 0 to write the checkpoint of iteration {self.iter} (dist_params.save_timeout_minutes); '
+                        'if rank 0 died during the save, the previous checkpoints are intact: rerun to resume')
 
     # ------------------------------------------------------------------ loop
     def _call(self, point: str, *args: Any) -> Any:

@@ -46,6 +46,30 @@ def barrier() -> None:
         dist.barrier()
 
 
+_BOUNDED_GROUPS: Dict[float, Any] = {}
+
+
+def bounded_barrier(timeout_minutes: float, what: str) -> None:
+    """A barrier that gives up after ``timeout_minutes`` with a message naming ``what`` the ranks waited for.
+
+    Runs on a gloo side group (``monitored_barrier``, also beside NCCL), created on the first call, which every
+    rank must reach at the same point. A rank that died or hangs raises ``RuntimeError`` on the others instead
+    of a wait as long as the process-group timeout.
+    """
+    world = get_dist_info()[1]
+    if world == 1:
+        return
+    timeout = datetime.timedelta(minutes=timeout_minutes)
+    if timeout_minutes not in _BOUNDED_GROUPS:
+        _BOUNDED_GROUPS[timeout_minutes] = dist.new_group(backend='gloo', timeout=timeout)
+    try:
+        dist.monitored_barrier(group=_BOUNDED_GROUPS[timeout_minutes], timeout=timeout)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeError(f'rank {get_dist_info()[0]} waited for {what} and gave up (a rank died or took longer '
+                           f'than {timeout_minutes:g} min): {first}') from exc
+
+
 def all_reduce_mean(values: Dict[str, torch.Tensor]) -> Dict[str, float]:
     """Average scalar tensors over ranks (every rank gets the result)."""
     if not values:
@@ -71,6 +95,16 @@ def all_gather_objects(obj: Any) -> List[Any]:
     return out
 
 
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (picklable; the others' argument is ignored)."""
+    if get_dist_info()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def cleanup() -> None:
+    _BOUNDED_GROUPS.clear()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
