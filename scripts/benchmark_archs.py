@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python scripts/benchmark_archs.py --reduced --size 64 64
     python scripts/benchmark_archs.py --types 'SwinIR|Uformer' --size 128 128 --channels-last --compile
+    python scripts/benchmark_archs.py --speed --types '^(NAFNet|Restormer)$' --size 256 256   # speed: paths
 
 Each type is built with the kwargs of its first official manifest (``--manifests``), or with ``--reduced``
 a small configuration (its parity vector's, ``--vectors``, or the script's ``REDUCED`` table) when one
@@ -11,9 +12,13 @@ Times are the median of ``--repeat`` runs after one warm-up; forward in eval mod
 forward+backward in train mode on the mean of the scored output. Peak memory: tensor bytes allocated
 during the pass beyond weights and input (``basicsr.utils.model_stats.peak_memory``). ``--channels-last``
 and ``--compile`` add columns for those variants (forward time) so their benefit is visible per network.
+``--speed`` prints instead, per type, the fast paths of :mod:`basicsr.utils.speed` (plain, channels_last,
+bf16 autocast, compile, all combined; ``--variants``) with forward and forward+backward time, speed-up over
+plain and the largest output difference to plain, on ``--device`` (printed; cuda when available).
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 import statistics
@@ -31,6 +36,7 @@ from basicsr.archs.outputs import main_output  # noqa: E402
 from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
 from basicsr.utils.model_stats import count_parameters, example_input, format_count, peak_memory  # noqa: E402
 from basicsr.utils.serialization import load_torch_file  # noqa: E402
+from basicsr.utils.speed import apply_speed, no_speed_warnings, set_memory_format  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
 # --reduced configurations of types that have no parity vector to borrow one from
@@ -48,15 +54,6 @@ def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def _set_memory_format(net: torch.nn.Module, memory_format: torch.memory_format) -> None:
-    """Like ``net.to(memory_format=...)`` but only for 4-D tensors (``Module.to`` refuses networks that
-    also hold 5-D parameters, e.g. PromptIR's prompts)."""
-    with torch.no_grad():
-        for tensor in list(net.parameters()) + list(net.buffers()):
-            if tensor.dim() == 4:
-                tensor.data = tensor.data.contiguous(memory_format=memory_format)
 
 
 def configurations(manifests: Path, vectors: Path, reduced: bool) -> Dict[str, Dict[str, Any]]:
@@ -97,10 +94,10 @@ def benchmark(opt: Dict[str, Any], size: List[int], batch: int, repeat: int, cha
     net.zero_grad(set_to_none=True)
     net.eval()
     if channels_last:
-        _set_memory_format(net, torch.channels_last)
+        set_memory_format(net, torch.channels_last)
         cl_x = x.contiguous(memory_format=torch.channels_last)
         row['fwd_cl'] = _median_seconds(lambda: forward(net, cl_x), repeat)
-        _set_memory_format(net, torch.contiguous_format)
+        set_memory_format(net, torch.contiguous_format)
     if compile_:
         try:
             compiled = torch.compile(net)
@@ -108,6 +105,84 @@ def benchmark(opt: Dict[str, Any], size: List[int], batch: int, repeat: int, cha
         except Exception as exc:  # noqa: BLE001 - compilation needs a C++ toolchain; report, do not abort
             row['fwd_compiled'] = f'{type(exc).__name__}'
     return row
+
+
+# --speed variants: the speed block of each (all: every path at once)
+SPEED_VARIANTS = {'plain': {}, 'channels_last': {'channels_last': True}, 'bf16': {'autocast': 'bf16'},
+                  'compile': {'compile': True}, 'all': {'compile': True, 'channels_last': True, 'autocast': 'bf16'}}
+
+
+def speed_rows(opt: Dict[str, Any], size: List[int], batch: int, repeat: int, variants: List[str],
+               device: torch.device) -> List[List[str]]:
+    """One table row per variant: forward and forward+backward ms (medians of ``repeat`` interleaved runs after
+    a warm-up that also compiles), speed-up over plain and max|output - plain output| (forward)."""
+    torch.manual_seed(0)
+    plain = build_network(dict(opt)).to(device)
+    x = example_input(plain, opt, size, batch, device=device)
+    nets = {}
+    for name in variants:
+        net = copy.deepcopy(plain)  # channels_last converts parameters in place: one copy per variant
+        with no_speed_warnings():
+            nets[name] = apply_speed(net, SPEED_VARIANTS[name], device)
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+
+    def forward(net: torch.nn.Module) -> torch.Tensor:
+        net.eval()
+        with torch.no_grad():
+            return main_output(net(x)).float()
+
+    def forward_backward(net: torch.nn.Module) -> None:
+        net.train()
+        net.zero_grad(set_to_none=True)
+        main_output(net(x)).float().mean().backward()
+
+    outputs = {name: forward(net) for name, net in nets.items()}  # warm-up (compiles) and the outputs compared
+    for net in nets.values():
+        forward_backward(net)
+    times: Dict[str, Dict[str, List[float]]] = {n: {'fwd': [], 'bwd': []} for n in nets}
+    for _ in range(repeat):
+        for name, net in nets.items():
+            for key, fn in (('fwd', forward), ('bwd', forward_backward)):
+                sync()
+                start = time.perf_counter()
+                fn(net)
+                sync()
+                times[name][key].append(time.perf_counter() - start)
+    med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+    rows = []
+    for name, net in nets.items():
+        fell_back = getattr(net, 'compile_error', None)
+        label = name + (f' (compile failed: {fell_back[:60]}; eager)' if fell_back else '')
+        diff = (outputs[name] - outputs[variants[0]]).abs().max().item()
+        rows.append([label, f"{med[name]['fwd'] * 1000:.0f}", f"{med[variants[0]]['fwd'] / med[name]['fwd']:.2f}x",
+                     f"{med[name]['bwd'] * 1000:.0f}", f"{med[variants[0]]['bwd'] / med[name]['bwd']:.2f}x",
+                     f'{diff:.1e}'])
+    return rows
+
+
+def speed_table(args: Any, configs: Dict[str, Dict[str, Any]], types: List[str]) -> None:
+    """``--speed``: plain vs each fast path vs all combined, per type (SR types get a ``size // 4`` input)."""
+    device = torch.device(args.device)
+    variants = ['plain'] + [v for v in args.variants.split(',') if v != 'plain']
+    print(f'device {device}{" (" + torch.cuda.get_device_name(device) + ")" if device.type == "cuda" else ""}, '
+          f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, input '
+          f'{args.size[0]}x{args.size[1]} (SR: /4), {"reduced" if args.reduced else "official"} configurations, '
+          f'median of {args.repeat} interleaved runs; speed-up = plain time / variant time; max|diff| of the forward '
+          'output to plain\n')
+    print('| type | variant | fwd ms | fwd speed-up | fwd+bwd ms | fwd+bwd speed-up | max\\|diff\\| |')
+    print('|---|---|---:|---:|---:|---:|---:|')
+    for name in types:
+        opt = {'type': name, **configs.get(name, {})}
+        size = args.size
+        if int(opt.get('upscale', opt.get('scale', 1)) or 1) > 1:
+            size = [args.size[0] // 4, args.size[1] // 4]
+        try:
+            rows = speed_rows(opt, size, args.batch, args.repeat, variants, device)
+        except Exception as exc:  # noqa: BLE001 - a type that needs other inputs must not stop the table
+            print(f'| {name} | skipped: {type(exc).__name__}: {str(exc)[:90]} | | | | | |', flush=True)
+            continue
+        for row in rows:
+            print('| ' + ' | '.join([name] + row) + ' |', flush=True)
 
 
 def _ms(value: Any) -> str:
@@ -123,12 +198,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--reduced', action='store_true', help='small configurations (parity-vector kwargs)')
     parser.add_argument('--channels-last', action='store_true', help='also time channels-last forward')
     parser.add_argument('--compile', action='store_true', help='also time a torch.compile forward')
+    parser.add_argument('--speed', action='store_true',
+                        help='table of the speed: fast paths (plain, each path, all) with max|diff| to plain')
+    parser.add_argument('--variants', default=','.join(SPEED_VARIANTS),
+                        help='--speed variants, comma-separated (default: %(default)s)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='--speed device (default: %(default)s)')
     parser.add_argument('--manifests', type=Path, default=SHARED / 'arch_manifests')
     parser.add_argument('--vectors', type=Path, default=SHARED / 'parity')
     args = parser.parse_args(argv)
 
     configs = configurations(args.manifests, args.vectors, args.reduced)
     types = [t for t in list_networks() if not args.types or re.search(args.types, t)]
+    if args.speed:
+        unknown = [v for v in args.variants.split(',') if v not in SPEED_VARIANTS]
+        if unknown:
+            parser.error(f'--variants: unknown {unknown}; choose from {", ".join(SPEED_VARIANTS)}')
+        speed_table(args, configs, types)
+        return 0
     extra = (' fwd channels-last ms |' if args.channels_last else '') + (' fwd compiled ms |' if args.compile else '')
     print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, '
           f'size {args.size[0]}x{args.size[1]}, {"reduced" if args.reduced else "official"} configurations, '

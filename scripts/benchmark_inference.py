@@ -2,14 +2,17 @@
 
 1. TLC overhead: forward CPU time of a NAFNet (GoPro layout, small width) on a 720x1280 image, unconverted
    vs ``to_local`` exact vs ``to_local`` fast_imp (median of ``--repeats`` runs after one warm-up).
-2. Tiled 4K: a 2160x3840 image (a mosaic of CBSD68 images with sigma-25 noise) restored tile by tile;
-   peak resident memory of a fresh process (``ru_maxrss``) and the part added while the pipeline ran
-   (sampled), against whole-image inference in another fresh process, and the PSNR between the outputs.
+2. Tiled 4K: a 2160x3840 image (a mosaic of CBSD68 images with sigma-25 noise; ``--size`` for another) restored
+   tile by tile, ``--batch`` tiles per network call (``--compare-unbatched`` adds one tile per call, to see what
+   batching gains); peak resident memory of a fresh process (``ru_maxrss``) and the part added while the
+   pipeline ran (sampled), against whole-image inference in another fresh process, and the PSNR between the
+   outputs. ``--channels-last`` / ``--autocast bf16`` run every mode with those fast paths (the ``speed:`` block).
 
 Weights are random (the zero-initialised NAFNet residual scales are re-drawn so that every block acts);
 speed and memory do not depend on them.
 
     python scripts/benchmark_inference.py [--width 16] [--threads 1] [--repeats 3] [--skip-whole-4k | --skip-4k]
+    python scripts/benchmark_inference.py --skip-tlc --skip-whole-4k --compare-unbatched --batch 4 --threads 2
 """
 from __future__ import annotations
 
@@ -99,13 +102,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_4k(mode: str, width: int, out_path: str, tile: int, overlap: int, batch: int) -> Dict[str, float]:
-    """One 4K inference in this process (called in a fresh subprocess); saves the output."""
+def run_4k(mode: str, width: int, out_path: str, tile: int, overlap: int, size: List[int],
+           speed: Dict[str, object]) -> Dict[str, float]:
+    """One 4K inference in this process (called in a fresh subprocess); saves the output. ``mode``: 'whole' or
+    'tiled:B' (B tiles per network call)."""
     net = make_net(width)
-    x = test_image(2160, 3840)
+    x = test_image(*size)
     gc.collect()
-    opt = {'tile': {'size': tile, 'overlap': overlap, 'batch': batch}} if mode == 'tiled' else {}
-    pipe = build_inference(net, opt)
+    opt = {'tile': {'size': tile, 'overlap': overlap, 'batch': int(mode.split(':')[1])}} if mode != 'whole' else {}
+    pipe = build_inference(net, opt, speed=speed)
     with PeakRSS() as mem:
         t0 = time.process_time()
         out = pipe(x)
@@ -135,15 +140,30 @@ def main() -> None:
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--skip-whole-4k', action='store_true', help='do not run the whole-image 4K reference')
     parser.add_argument('--skip-4k', action='store_true', help='only the TLC overhead table')
-    parser.add_argument('--run-4k', choices=['tiled', 'whole'], help=argparse.SUPPRESS)
+    parser.add_argument('--skip-tlc', action='store_true', help='only the 4K table')
+    parser.add_argument('--compare-unbatched', action='store_true', help='also run the 4K tiles one per call')
+    parser.add_argument('--size', nargs=2, type=int, default=[2160, 3840], metavar=('H', 'W'),
+                        help='the large image (default: 4K)')
+    parser.add_argument('--channels-last', action='store_true', help='speed.channels_last in every 4K mode')
+    parser.add_argument('--autocast', choices=['bf16'], default=None, help='speed.autocast in every 4K mode')
+    parser.add_argument('--run-4k', help=argparse.SUPPRESS)
     parser.add_argument('--out', help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    speed = {'channels_last': args.channels_last, 'autocast': args.autocast or False}
     if args.run_4k:  # child process: one measurement, JSON on stdout
-        print(json.dumps(run_4k(args.run_4k, args.width, args.out, args.tile, args.overlap, args.batch)))
+        print(json.dumps(run_4k(args.run_4k, args.width, args.out, args.tile, args.overlap, args.size, speed)))
         return
+    print(f'device cpu, torch {torch.__version__}, {args.threads} thread(s)')
+    if not args.skip_tlc:
+        tlc_table(args)
+    if not args.skip_4k:
+        large_table(args, speed)
 
+
+def tlc_table(args: argparse.Namespace) -> None:
+    """TLC overhead on a 720x1280 image."""
     net = make_net(args.width)
     x = test_image(720, 1280)
     nets = [net] + [to_local(net, train_size=(1, 3, 256, 256), fast_imp=fast) for fast in (False, True)]
@@ -153,36 +173,46 @@ def main() -> None:
     print(f'TLC overhead, NAFNet width {args.width} (GoPro layout), 720x1280, CPU, {args.threads} thread(s), '
           f'median of {args.repeats} interleaved runs')
     print(table(rows, ['network', 'CPU seconds', 'vs unconverted']))
-    if args.skip_4k:
-        return
 
+
+def large_table(args: argparse.Namespace, speed: Dict[str, object]) -> None:
+    """Tiled (batched, optionally unbatched) and whole-image inference of the large image, each in a fresh
+    process."""
     results, outputs = {}, {}
-    modes = ['tiled'] + ([] if args.skip_whole_4k else ['whole'])
+    modes = ([f'tiled:{args.batch}'] + (['tiled:1'] if args.compare_unbatched and args.batch != 1 else [])
+             + ([] if args.skip_whole_4k else ['whole']))
     with tempfile.TemporaryDirectory() as tmp:
         for mode in modes:
-            outputs[mode] = os.path.join(tmp, f'{mode}.pt')
+            outputs[mode] = os.path.join(tmp, f'{mode.replace(":", "_")}.pt')
             cmd = [sys.executable, __file__, '--run-4k', mode, '--out', outputs[mode], '--width', str(args.width),
                    '--threads', str(args.threads), '--tile', str(args.tile), '--overlap', str(args.overlap),
-                   '--batch', str(args.batch)]
+                   '--size', *map(str, args.size)] + (['--channels-last'] if args.channels_last else []) + \
+                (['--autocast', args.autocast] if args.autocast else [])
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 results[mode] = {'error': done.stderr.strip().splitlines()[-1] if done.stderr else 'failed'}
                 continue
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
         ref = load_torch_file(outputs['whole']) if 'seconds' in results.get('whole', {}) else None
+        first = load_torch_file(outputs[modes[0]]) if 'seconds' in results[modes[0]] else None
         rows = []
         for mode in modes:
             r = results[mode]
             if 'error' in r:
-                rows.append([mode, '-', '-', '-', r['error']])
+                rows.append([mode, '-', '-', '-', '-', '-', r['error']])
                 continue
-            quality = '-' if ref is None else f'{psnr(load_torch_file(outputs[mode]), ref):.2f}'
-            rows.append([mode if mode == 'whole' else f'tiled {args.tile}/{args.overlap} x{args.batch}',
-                         f'{r["seconds"]:.1f}', f'{r["peak_rss_mb"]:.0f}', f'{r["rss_added_mb"]:.0f}',
-                         quality])
-    print(f'\n4K (2160x3840) inference, NAFNet width {args.width}, CPU; peak RSS of a fresh process and the '
-          f'part added during inference (sampled; the 4K output alone is ~100 MB)')
-    print(table(rows, ['mode', 'CPU seconds', 'peak RSS MB', 'added during inference MB', 'PSNR vs whole (dB)']))
+            out = load_torch_file(outputs[mode])
+            quality = '-' if ref is None else f'{psnr(out, ref):.2f}'
+            diff = '-' if first is None else f'{(out - first).abs().max().item():.1e}'
+            speedup = f'{results[modes[0]]["seconds"] / r["seconds"]:.2f}x' if 'seconds' in results[modes[0]] else '-'
+            label = 'whole' if mode == 'whole' else f'tiled {args.tile}/{args.overlap}, {mode.split(":")[1]} per call'
+            rows.append([label, f'{r["seconds"]:.1f}', speedup, f'{r["peak_rss_mb"]:.0f}',
+                         f'{r["rss_added_mb"]:.0f}', diff, quality])
+    fast = ' + '.join(k for k, v in speed.items() if v) or 'no fast paths'
+    print(f'\n{args.size[0]}x{args.size[1]} inference, NAFNet width {args.width}, CPU, {fast}; CPU seconds (all '
+          f'threads); peak RSS of a fresh process and the part added during inference (sampled)')
+    print(table(rows, ['mode', 'CPU seconds', f'vs {modes[0]}', 'peak RSS MB', 'added during inference MB',
+                       f'max abs diff to {modes[0]}', 'PSNR vs whole (dB)']))
 
 
 if __name__ == '__main__':

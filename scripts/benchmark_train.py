@@ -6,6 +6,7 @@ measures how many training samples per second the data pipeline delivers on its 
 
     python scripts/benchmark_train.py                      # bundled-model recipe, 40 timed iterations
     python scripts/benchmark_train.py --opt options/train/X.yml --iters 100 --threads 2
+    python scripts/benchmark_train.py --workers 0 1 2 --step-seconds 0.25   # loader vs a (GPU) step of 0.25 s
 """
 from __future__ import annotations
 
@@ -62,25 +63,27 @@ def bench_bare(opt: dict, warmup: int, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def bench_loader(opt: dict, batches: int) -> float:
-    """Training samples per second delivered by the data loader alone."""
+def bench_loader(opt: dict, batches: int, workers: int) -> float:
+    """Training samples per second delivered by the data loader alone with ``workers`` worker processes
+    (persistent, ``prefetch_factor`` batches ahead each); timed after the first batch (worker start-up)."""
     from basicsr.data import build_dataset
     from basicsr.data.loader import build_dataloader, build_prefetcher
     from basicsr.data.sampler import EnlargedSampler
-    ds_opt = opt['datasets']['train']
+    ds_opt = {**opt['datasets']['train'], 'num_worker_per_gpu': workers}
     dataset = build_dataset(ds_opt)
     sampler = EnlargedSampler(len(dataset), 1, 0, ratio=ds_opt.get('dataset_enlarge_ratio', 1), seed=0)
     loader = build_dataloader(dataset, ds_opt, sampler=sampler, seed=0)
     prefetcher = build_prefetcher(loader, ds_opt)
     n = 0
-    start = time.perf_counter()
-    for _ in range(batches):
+    for i in range(batches + 1):
+        if i == 1:
+            start = time.perf_counter()
         batch = prefetcher.next()
         if batch is None:
             sampler.set_epoch(sampler.epoch + 1)
             prefetcher.reset()
             batch = prefetcher.next()
-        n += batch['gt'].shape[0]
+        n += batch['gt'].shape[0] if i else 0
     return n / (time.perf_counter() - start)
 
 
@@ -91,27 +94,43 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--loader-batches', type=int, default=50)
+    parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='option overrides for the trainer, e.g. speed.channels_last=true train.amp=bf16')
+    parser.add_argument('--workers', type=int, nargs='+', default=[0, 2],
+                        help='loader worker counts to measure (num_worker_per_gpu; default: %(default)s)')
+    parser.add_argument('--step-seconds', type=float, default=None,
+                        help='also compare the loader with a training step of this many seconds (e.g. measured on '
+                             'a GPU: the loader must deliver a batch in well under one step)')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f'path.experiments_root={tmp}/exp', 'logger.use_tb_logger=false', 'logger.print_freq=1000000',
-                     'logger.save_checkpoint_freq=0', 'val.val_freq=0']
+                     'logger.save_checkpoint_freq=0', 'val.val_freq=0'] + list(args.set)
         opt = parse_options(args.opt, overrides, is_train=True, root=ROOT)
         torch.manual_seed(0)
         bare = bench_bare(opt, args.warmup, args.iters)
         trainer = bench_trainer(opt, args.warmup, args.iters)
-        loader = bench_loader(opt, args.loader_batches)
+        loaders = {w: bench_loader(opt, args.loader_batches, w) for w in args.workers}
     ds = opt['datasets']['train']
     print(f"\nnetwork {opt['network_g']['type']} {({k: v for k, v in opt['network_g'].items() if k != 'type'})}, "
           f"batch {ds.get('batch_size_per_gpu')} x {ds.get('gt_size')} px, {args.threads} thread(s), "
-          f'{args.iters} timed iterations\n')
+          f'{args.iters} timed iterations, device {"cuda" if torch.cuda.is_available() else "cpu"}, '
+          f"speed {opt.get('speed') or 'off'}\n")
     print('| measurement | value |')
     print('|---|---|')
     print(f'| bare loop, s/iter | {bare:.4f} |')
     print(f'| trainer (data, hooks, EMA, logging), s/iter | {trainer:.4f} |')
     print(f'| trainer / bare | {trainer / bare:.3f}x (target <= 1.10x) |')
-    print(f"| data loader alone, samples/s ({ds.get('num_worker_per_gpu', 0)} workers) | {loader:.1f} |")
-    print(f"| data loader share of a trainer iteration | {ds.get('batch_size_per_gpu', 1) / loader / trainer:.1%} |")
+    batch = ds.get('batch_size_per_gpu', 1)
+    print(f'| training step consumes, samples/s (batch / trainer s/iter) | {batch / trainer:.1f} |')
+    for workers, rate in loaders.items():
+        extra = f", prefetch_factor {ds.get('prefetch_factor', 2)}, persistent" if workers else ''
+        print(f'| data loader alone, samples/s ({workers} workers{extra}) | {rate:.1f} '
+              f'({rate * trainer / batch:.1f}x the step) |')
+    if args.step_seconds:
+        best = max(loaders.values())
+        print(f'| best loader vs a {args.step_seconds:g} s step ({batch / args.step_seconds:.1f} samples/s) | '
+              f'{best * args.step_seconds / batch:.1f}x |')
 
 
 if __name__ == '__main__':

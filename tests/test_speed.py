@@ -234,3 +234,21 @@ def test_train_amp_and_speed_autocast_must_agree(tmp_path):
     path = tiny_options(tmp_path, extra={'speed': {'autocast': 'bf16'}, 'train.amp': 'fp16'})
     with pytest.raises(ValueError, match=r'train.amp \(fp16\) and speed.autocast \(bf16\) disagree'):
         ImageRestorationModel(parse_options(path, [], is_train=True))
+
+
+def test_bf16_multi_output_networks_keep_their_named_outputs():
+    torch.manual_seed(0)
+    net = build_network({'type': 'HINet', 'wf': 8, 'depth': 2}).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ref, out = net(x), apply_speed(net, {'autocast': 'bf16'})(x)
+    assert out.names == ref.names and all(t.dtype == torch.float32 for t in out)
+    assert (out.pred - ref.pred).abs().max() < 0.05
+
+
+def test_loader_workers_are_persistent_and_prefetch():
+    from basicsr.data.loader import build_dataloader
+    data = torch.utils.data.TensorDataset(torch.arange(8.0))
+    loader = build_dataloader(data, {'batch_size_per_gpu': 2, 'num_worker_per_gpu': 2, 'prefetch_factor': 3})
+    assert loader.persistent_workers and loader.prefetch_factor == 3 and loader.num_workers == 2
+    assert sorted(float(v) for (batch, ) in loader for v in batch) == list(range(8))

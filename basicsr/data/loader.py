@@ -27,7 +27,8 @@ def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, di
 
     Options: ``phase``; ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (per process: with torchrun
     every rank loads its own share); ``use_shuffle`` (train, only without a sampler); ``pin_memory``
-    (default true, used only when CUDA is in use); ``persistent_workers`` (default true with workers).
+    (default true, used only when CUDA is in use); ``persistent_workers`` (default true with workers) and
+    ``prefetch_factor`` (batches each worker prepares ahead, default 2).
     Train loaders drop the last incomplete batch unless ``drop_last: false`` (MPRNet's loaders keep it);
     val/test loaders default to batch 1, in order.
 
@@ -59,6 +60,7 @@ def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, di
         pin_memory=use_cuda and bool(opt.get('pin_memory', True)), generator=generator)
     if num_workers > 0:
         kwargs['persistent_workers'] = bool(opt.get('persistent_workers', True))
+        kwargs['prefetch_factor'] = int(opt.get('prefetch_factor', 2))
         kwargs['worker_init_fn'] = partial(_seed_worker, seed=seed, rank=rank)
     if batch_sampler is not None:
         for key in ('batch_size', 'shuffle', 'sampler', 'drop_last'):

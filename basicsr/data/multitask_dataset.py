@@ -43,8 +43,8 @@ INHERITED_KEYS = ('phase', 'gt_size', 'use_flip', 'use_hflip', 'use_rot', 'geome
 TASK_KEYS = ('name', 'label', 'repeat')
 # loader-level keys belong to the multi-task block only
 LOADER_KEYS = ('use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode',
-               'pin_memory', 'persistent_workers', 'drop_last', 'mini_batch_sizes', 'iters', 'gt_sizes',
-               'progressive_crop', 'tasks', 'balance_tasks', 'num_task_prompts')
+               'pin_memory', 'persistent_workers', 'prefetch_factor', 'drop_last', 'mini_batch_sizes', 'iters',
+               'gt_sizes', 'progressive_crop', 'tasks', 'balance_tasks', 'num_task_prompts')
 
 
 class Task:

@@ -192,7 +192,7 @@ DATASET_KEYS = {
     'name': Key(str), 'type': Key(str, required=True), 'phase': Key(str),
     'use_shuffle': Key(bool), 'num_worker_per_gpu': Key(int), 'batch_size_per_gpu': Key(int),
     'dataset_enlarge_ratio': Key(NUM), 'prefetch_mode': Key(OPT_STR, choices=[None, 'cpu', 'cuda']),
-    'pin_memory': Key(bool), 'persistent_workers': Key(bool), 'drop_last': Key(bool),
+    'pin_memory': Key(bool), 'persistent_workers': Key(bool), 'prefetch_factor': Key(int), 'drop_last': Key(bool),
     # paths and io
     'dataroot_gt': Key((str, list, type(None)), path=True), 'dataroot_lq': Key((str, list, type(None)), path=True),
     'meta_info_file': Key(OPT_STR, path=True), 'filename_tmpl': Key(str), 'io_backend': Key(dict, open_children=True),
@@ -272,8 +272,7 @@ SCHEMA: Dict[str, Key] = {
                            doc='file format of models/net_g_latest.*'),
     }),
     'dist_params': Key(dict, default={}, children={
-        'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int),
-        'save_timeout_minutes': Key(NUM, doc='how long the other ranks wait for rank 0 to write a checkpoint')}),
+        'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int)}),
     'ensemble': Key(dict, open_children=True),
     'speed': Key((dict, type(None)), doc='fast paths, basicsr/utils/speed.py', children={
         'compile': Key((bool, dict, type(None)), doc='true or {mode: default|reduce-overhead|max-autotune}'),

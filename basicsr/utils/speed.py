@@ -32,6 +32,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 import torch
 from torch import nn
 
+from basicsr.archs.outputs import NamedOutputs
+
 __all__ = ['SpeedOptions', 'SpeedFallbackWarning', 'FastNetwork', 'parse_speed', 'apply_speed', 'set_memory_format',
            'autocast_dtype', 'add_speed_arguments', 'speed_overrides', 'speed_block', 'SPEED_KEYS']
 
@@ -137,6 +139,8 @@ def _to_float32(out: Any) -> Any:
     """Floating tensors of a network output (tensor, sequence or mapping) as float32."""
     if isinstance(out, torch.Tensor):
         return out.float() if out.is_floating_point() else out
+    if isinstance(out, NamedOutputs):
+        return NamedOutputs({k: _to_float32(v) for k, v in out.items()}, pred=out._pred)
     if isinstance(out, (list, tuple)):
         return type(out)(_to_float32(o) for o in out)
     if isinstance(out, dict):
