@@ -272,7 +272,8 @@ SCHEMA: Dict[str, Key] = {
                            doc='file format of models/net_g_latest.*'),
     }),
     'dist_params': Key(dict, default={}, children={
-        'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int)}),
+        'backend': Key(str), 'port': Key(int), 'timeout_minutes': Key(int),
+        'save_timeout_minutes': Key(NUM, doc='how long the other ranks wait for rank 0 to write a checkpoint')}),
     'ensemble': Key(dict, open_children=True),
     'speed': Key((dict, type(None)), doc='fast paths, basicsr/utils/speed.py', children={
         'compile': Key((bool, dict, type(None)), doc='true or {mode: default|reduce-overhead|max-autotune}'),
