@@ -196,3 +196,24 @@ def test_basic_losses_and_calculate_metric_match_basicsr():
     assert abs(psnr - 11.953922363406058) < 1e-6  # BasicSR computes Y in float32, here float64
     ssim = calculate_metric({'img': i1, 'img2': i2}, {'type': 'calculate_ssim', 'crop_border': 0})
     assert abs(ssim - 0.07603295262416929) < 1e-9
+
+
+def test_loss_util_and_lr_scheduler_names():
+    from basicsr.losses.loss_util import weight_reduce_loss, weighted_loss
+    from basicsr.models.lr_scheduler import MultiStepRestartLR
+
+    @weighted_loss
+    def l1(pred, target):
+        return (pred - target).abs()
+
+    a = torch.from_numpy(pattern(4, 5, 3)).permute(2, 0, 1)[None]
+    b = torch.from_numpy(pattern(4, 5, 3, mult=7)).permute(2, 0, 1)[None]
+    w = torch.from_numpy(pattern(4, 5, 1, mult=3)).permute(2, 0, 1)[None]
+    assert abs(float(l1(a, b, weight=w)) - 0.3111298382282257) < F32_TOL  # BasicSR's weighted mean
+    assert torch.equal(weight_reduce_loss((a - b).abs(), None, 'sum'), (a - b).abs().sum())
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = MultiStepRestartLR(opt, milestones=[2], gamma=0.5)
+    for _ in range(2):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]['lr'] == 0.5

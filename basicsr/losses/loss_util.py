@@ -1,5 +1,6 @@
 """What every loss shares: ``loss_weight``, ``reduction`` and optional element weights."""
-from typing import Optional
+import functools
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -54,3 +55,25 @@ def check_same_shape(pred: torch.Tensor, target: torch.Tensor, owner: str) -> No
     """Raise ValueError naming ``owner`` when prediction and target differ in shape."""
     if pred.shape != target.shape:
         raise ValueError(f'{owner}: pred and target differ in shape: {tuple(pred.shape)} vs {tuple(target.shape)}')
+
+
+# ---------------------------------------------------------------------------------------------- BasicSR's names
+def reduce_loss(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """BasicSR's ``reduce_loss``: 'none', 'mean' or 'sum' of an element-wise loss."""
+    return weight_reduce(loss, None, reduction)
+
+
+def weight_reduce_loss(loss: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                       reduction: str = 'mean') -> torch.Tensor:
+    """BasicSR's ``weight_reduce_loss`` (see :func:`weight_reduce`)."""
+    return weight_reduce(loss, weight, reduction)
+
+
+def weighted_loss(loss_func: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """BasicSR's decorator: ``loss_func(pred, target, **kw)`` gives an element-wise loss; the wrapped function
+    takes ``weight=None, reduction='mean'`` too and reduces it with :func:`weight_reduce`."""
+    @functools.wraps(loss_func)
+    def wrapper(pred: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                reduction: str = 'mean', **kwargs: Any) -> torch.Tensor:
+        return weight_reduce(loss_func(pred, target, **kwargs), weight, reduction)
+    return wrapper
