@@ -89,7 +89,7 @@ def test_basicsr_parse_options_reads_the_command_line(tmp_path, monkeypatch):
     opt, args = parse_options(str(tmp_path), is_train=True)  # BasicSR's call: the root folder, flags from argv
     assert args.opt == str(path) and opt['train']['total_iter'] == 4
     assert opt['name'] == 'debug_tiny_plugin' and opt['logger']['print_freq'] == 1 and opt['val']['val_freq'] == 8
-    assert (opt['dist'], opt['rank'], opt['world_size']) == (False, 0, 1)
+    assert (opt['dist'], opt['rank'], opt['world_size']) == (False, 0, 1) and opt['root_path'] == str(tmp_path)
 
 
 def test_srmodel_contract_state_round_trip(tmp_path):

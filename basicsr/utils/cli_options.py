@@ -94,6 +94,7 @@ def parse_command_line(root_path: str | Path, is_train: bool = True) -> Tuple[Di
     from basicsr.utils.misc import set_random_seed
     args = build_parser(is_train).parse_args()
     opt = load_options(args, is_train, root=root_path)
+    opt['root_path'] = str(root_path)
     init_dist_from_env(opt['dist_params'].get('backend'), opt['dist_params'].get('timeout_minutes', 30))
     add_dist_keys(opt)
     set_random_seed(int(opt.get('manual_seed') or 0) + opt['rank'])
