@@ -92,6 +92,7 @@ def gan_options(root: Path, vgg_path: Path, model_type: str = 'SRGANModel', tota
     return path
 
 
+@pytest.mark.slow
 def test_srgan_resume_is_exact_for_generator_and_discriminator(tmp_path, vgg_path):
     from basicsr.engine.trainer import Trainer
     straight = Trainer(parse_options(gan_options(tmp_path / 'a', vgg_path), root=tmp_path / 'a'))
