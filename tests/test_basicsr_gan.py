@@ -240,3 +240,18 @@ def test_realesrgan_samples_script_writes_side_by_side_images(tmp_path):
     assert res['iteration'] == 2 and 0 < res['l1_output'] < 1 and 0 < res['l1_bicubic'] < 1
     img = cv2.imread(str(Path(res['samples']) / '1.png'))
     assert img.shape == (48, 3 * 48 + 2 * 4, 3)  # input | output | gt with 4-pixel gaps
+
+
+def test_vgg_feature_extractor_uses_the_local_vgg19(vgg_path, tmp_path):
+    from basicsr.archs.vgg_arch import VGGFeatureExtractor
+    ext = VGGFeatureExtractor(['conv2_2', 'relu1_1'], range_norm=True, vgg_weights_path=str(vgg_path))
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    feats = ext(x)
+    assert list(feats) == ['conv2_2', 'relu1_1'] and feats['conv2_2'].shape == (1, 128, 8, 8)
+    ref = VGG19Features(str(vgg_path))((x + 1) / 2, ['conv2_2'])['conv2_2']
+    assert torch.equal(feats['conv2_2'], ref)
+    assert not any(p.requires_grad for p in ext.parameters())
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        VGGFeatureExtractor(['relu1_1'], vgg_weights_path=str(tmp_path / 'nope.pth'))
+    with pytest.raises(ValueError, match='vgg19'):
+        VGGFeatureExtractor(['relu1_1'], vgg_type='vgg16', vgg_weights_path=str(vgg_path))
