@@ -255,3 +255,19 @@ def test_vgg_feature_extractor_uses_the_local_vgg19(vgg_path, tmp_path):
         VGGFeatureExtractor(['relu1_1'], vgg_weights_path=str(tmp_path / 'nope.pth'))
     with pytest.raises(ValueError, match='vgg19'):
         VGGFeatureExtractor(['relu1_1'], vgg_type='vgg16', vgg_weights_path=str(vgg_path))
+
+
+@pytest.mark.parametrize('act, first, total, n_keys', [
+    ('prelu', [0.04889364540576935, -0.010137990117073059, 0.038698710501194, -0.013780863955616951],
+     221.65487969107926, 11),
+    ('leakyrelu', [0.04806302487850189, -0.008081292733550072, 0.03628935664892197, -0.013033086434006691],
+     221.93579774908721, 8)])
+def test_srvgg_compact_matches_basicsr_seeded_outputs(act, first, total, n_keys):
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.get('SRVGGNetCompact')(3, 3, num_feat=8, num_conv=2, upscale=2, act_type=act)
+    assert len(net.state_dict()) == n_keys
+    with torch.no_grad():
+        out = net(torch.linspace(0, 1, 3 * 6 * 6).view(1, 3, 6, 6))
+    assert out.shape == (1, 3, 12, 12)
+    np.testing.assert_allclose(out.flatten()[:4].tolist(), first, atol=1e-6)
+    assert float(out.double().sum()) == pytest.approx(total, abs=1e-4)
