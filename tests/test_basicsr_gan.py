@@ -271,3 +271,18 @@ def test_srvgg_compact_matches_basicsr_seeded_outputs(act, first, total, n_keys)
     assert out.shape == (1, 3, 12, 12)
     np.testing.assert_allclose(out.flatten()[:4].tolist(), first, atol=1e-6)
     assert float(out.double().sum()) == pytest.approx(total, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_losses_csv_keeps_columns_when_generator_losses_start_late(tmp_path, vgg_path):
+    """With net_d_init_iters the generator's losses appear from a later iteration: losses.csv gains their
+    columns then, and earlier rows have empty cells there instead of shifted values."""
+    import csv
+    from basicsr.engine.trainer import Trainer
+    opt = parse_options(gan_options(tmp_path, vgg_path, total_iter=3), ['train.net_d_init_iters=1'], root=tmp_path)
+    Trainer(opt).train()
+    with open(tmp_path / 'experiments' / 'gan' / 'log' / 'losses.csv') as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r['iter'] for r in rows] == ['1', '2', '3']
+    assert rows[0]['l_g_gan'] == '' and float(rows[1]['l_g_gan']) > 0
+    assert all(float(r['l_d_real']) > 0 for r in rows)  # the discriminator's column never moves

@@ -163,13 +163,29 @@ class LoggerHook(Hook):
             for k, v in losses.items():
                 trainer.tb.add_scalar(f'losses/{k}', v, trainer.iter)
             trainer.tb.add_scalar('lr', lrs[0], trainer.iter)
-        path = Path(trainer.opt['path']['log']) / 'losses.csv'
-        new = not path.exists()
-        with open(path, 'a', newline='') as fh:
-            writer = csv.writer(fh)
-            if new:
-                writer.writerow(['iter'] + list(losses))
-            writer.writerow([trainer.iter] + [repr(v) for v in losses.values()])
+        append_csv_row(Path(trainer.opt['path']['log']) / 'losses.csv', trainer.iter, losses)
+
+
+def append_csv_row(path: Path, it: int, values: Dict[str, float]) -> None:
+    """Append ``it`` and ``values`` under the header of ``path`` (written first if the file is new). A key the
+    header lacks (a GAN's generator losses start after ``net_d_init_iters``) widens the header, and the earlier
+    rows get empty cells in its column, so every value stays under its own name."""
+    rows: List[List[str]] = []
+    if path.is_file():
+        with open(path, newline='') as fh:
+            rows = list(csv.reader(fh))
+    keys = rows[0][1:] if rows else []
+    added = [k for k in values if k not in keys]
+    if added:
+        keys += added
+        width = len(keys) + 1
+        body = [r + [''] * (width - len(r)) for r in rows[1:]]
+        tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+        with open(tmp, 'w', newline='') as fh:
+            csv.writer(fh).writerows([['iter'] + keys] + body)
+        os.replace(tmp, path)
+    with open(path, 'a', newline='') as fh:
+        csv.writer(fh).writerow([it] + [repr(values[k]) if k in values else '' for k in keys])
 
 
 def rewind_csv(path: Path, last_iter: int) -> None:
