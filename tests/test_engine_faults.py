@@ -215,7 +215,7 @@ def test_random_sigkills_including_one_during_a_save_end_identical_to_the_straig
     import signal
     import time
     from engine_helpers import ROOT, run_script
-    total, freq = 18, 3
+    total, freq = 24, 3
     extra = {'logger.keep_last': 10}
     opt = tiny_options(tmp_path, name='run', total_iter=total, ckpt_freq=freq, extra=extra)
     exp, ref = tmp_path / 'experiments' / 'run', tmp_path / 'straight'
@@ -231,24 +231,34 @@ def test_random_sigkills_including_one_during_a_save_end_identical_to_the_straig
 
     rng = random.Random(11)
     # each killed session waits for a logged iteration after its resume point (then a random delay), for the
-    # temp file of the checkpoint it is writing, or a random time after its start (possibly still starting)
+    # temp file of the checkpoint it is writing, or a random time after its start (possibly still starting);
+    # it is killed at once when it logs the iteration of the last checkpoint before the end
     for session, kind in enumerate(['iter', 'save', 'iter', 'time', 'iter']):
         resumed = max((int(p.name[5:13]) for p in states.glob('ckpt_*.pth')), default=0)
         log = tmp_path / f'session{session}.log'
         proc = subprocess.Popen([PYTHON, '-c', SLOW_SAVES, str(opt)], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=open(log, 'w'))
-        deadline = time.time() + 120
+
+        def wait_for(ready, poll=0.01, seconds=120.0):
+            """Until ``ready()``; False when the run came near its end first (or stopped, or timed out)."""
+            deadline = time.time() + seconds
+            while time.time() < deadline and proc.poll() is None:
+                if ready():
+                    return True
+                if f'iter:{total - freq:8,d},' in log.read_text():
+                    return False
+                time.sleep(poll)
+            return False
+
         if kind == 'iter':
             target = f'iter:{resumed + freq + rng.randint(1, freq - 1):8,d},'  # after a checkpoint
-            while target not in log.read_text() and time.time() < deadline and proc.poll() is None:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0, 0.3))
+            if wait_for(lambda: target in log.read_text()):
+                wait_for(lambda: False, seconds=rng.uniform(0, 0.3))
         elif kind == 'save':
             target = states / f'.ckpt_{resumed + freq:08d}.pth.tmp{proc.pid}'
-            while not target.exists() and time.time() < deadline and proc.poll() is None:
-                time.sleep(0.002)
+            assert wait_for(target.exists, poll=0.002), 'no checkpoint save to kill'
         else:
-            time.sleep(rng.uniform(1, 5))
+            wait_for(lambda: False, seconds=rng.uniform(1, 5))
         assert proc.poll() is None, f'session {session} ended before the kill ({kind})'
         proc.send_signal(signal.SIGKILL)
         proc.wait()
