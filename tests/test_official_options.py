@@ -191,6 +191,7 @@ def _variant(tmp_path: Path, rel: str, edit) -> Path:
      r"'val\.metrics\.niqe\.type': calculate_niqe is not supported"),
     (lambda o: o['train'].update(mixup=True), r"'train\.mixup': True is not supported"),
     (lambda o: o['val'].update(trans_nums=1), r"unknown key 'val\.trans_nums'"),  # a typo stays an error
+    (lambda o: o.update(model_type='IRModel_XP'), r"'model_type': no model type 'IRModel_XP'"),
 ])
 def test_upstream_problems_are_clear_errors_at_parse_time(edit, message, official_root):
     path = FILES / 'hinet/HINet-Rain13k-null-val.yml'
