@@ -198,6 +198,7 @@ def test_ranks_waiting_for_a_save_give_up_after_the_timeout_with_a_clear_message
     assert float(out.split('s ', 1)[0]) < 15  # 3 s timeout, not the 30 s rank 0 hangs
 
 
+@pytest.mark.slow
 def test_a_resumed_run_with_loader_workers_sees_the_same_samples(tmp_path):
     extra = {'datasets.train.num_worker_per_gpu': 2}
     straight = tiny_options(tmp_path / 'a', name='a', total_iter=5, batch=2, ckpt_freq=5, extra=extra)
