@@ -39,6 +39,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "error: $1 needs a number" >&2; exit 2; }
       MAX_RESTARTS="$2"; shift 2 ;;
     --max-restarts=*|--max_restarts=*) MAX_RESTARTS="${1#*=}"; shift ;;
+    -h|--help) usage; exit 0 ;;  # train.py's --check-only and the workers would each print theirs
     *) ARGS+=("$1"); shift ;;
   esac
 done

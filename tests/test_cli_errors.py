@@ -292,9 +292,13 @@ def test_train_sh_runtime_failure_in_the_worker_is_one_line(tmp_path):
     assert 'Traceback' not in done.stderr and 'ChildFailedError' not in done.stderr, done.stderr[-3000:]
 
 
-def test_train_sh_help():
-    done = subprocess.run(['bash', str(ROOT / 'train.sh'), '--help'], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and 'usage' in done.stdout.lower() and 'NGPU' in done.stdout
+@pytest.mark.parametrize('args', [['--help'], ['x.yml', '--help'], ['x.yml', '--set', 'name=a', '-h']])
+def test_train_sh_help(args):
+    """--help anywhere prints train.sh's help once (not train.py's from --check-only and again from torchrun)."""
+    done = subprocess.run(['bash', str(ROOT / 'train.sh'), *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, 'NGPU': '1'})
+    assert done.returncode == 0 and 'NGPU' in done.stdout, done.stdout + done.stderr[-2000:]
+    assert done.stdout.lower().count('usage:') == 1, done.stdout
 
 
 def test_every_script_uses_the_shared_error_handling():
