@@ -64,8 +64,9 @@ def adapt_official_keys(opt: Dict[str, Any], source: str) -> Dict[str, Any]:
     train = opt.get('train')
     if isinstance(train, dict) and 'mixup' in train:
         if train['mixup'] not in (False, None):
-            raise OfficialKeyError(f"option file {source}: 'train.mixup': {train['mixup']!r} is not supported (NAFNet's "
-                                   'model has no mixup_aug to run it); use train.mixing_augs: {mixup: true, ...}')
+            raise OfficialKeyError(f"option file {source}: 'train.mixup': {train['mixup']!r} is not supported "
+                                   "(NAFNet's model has no mixup_aug to run it); use train.mixing_augs: "
+                                   '{mixup: true, ...}')
         del train['mixup']
     _classifier_blocks(opt, source)
     _model_defaults(opt)
@@ -126,7 +127,8 @@ def _model_defaults(opt: Dict[str, Any]) -> None:
     for section, values in defaults(opt).items():
         if section == 'eval_datasets':  # keys of every validation / test set of a type that reads them
             for key, block in (opt.get('datasets') or {}).items():
-                if isinstance(block, dict) and not key.startswith('train') and block.get('type') == 'PairedImageDataset':
+                paired = isinstance(block, dict) and block.get('type') == 'PairedImageDataset'
+                if paired and not key.startswith('train'):
                     for k, v in values.items():
                         block.setdefault(k, v)
             continue
