@@ -178,10 +178,10 @@ def test_tree_node_dataset_selects_the_node_samples_with_leaf_labels(tmp_path):
     for node in tree['nodes']:
         ds = build_dataset({**block, 'node': node['id']})
         assert len(ds) == len(node['samples'])
-        item = ds[0]
-        rec = tree['samples'][node['samples'][0]]
-        assert item['task'] == rec['task'] and item['leaf'] == tree['leaf_of_sample'][node['samples'][0]]
-        assert ds.sample_name(0) == full.sample_name(rec['index'])
+        for i, pos in enumerate(node['samples']):
+            item, rec = ds[i], tree['samples'][pos]
+            assert item['task'] == rec['task'] and item['leaf'] == tree['leaf_of_sample'][pos]
+            assert ds.sample_name(i) == full.sample_name(rec['index'])
     noise = build_dataset({**block, 'node': 'noise'})
     assert {noise[i]['task_name'] for i in range(len(noise))} == {'noise_light', 'noise_heavy'}
     with pytest.raises(DataError, match='has no node'):
