@@ -161,7 +161,7 @@ class Restorer:
 
 
 def main(argv: Optional[List[str]] = None) -> List[dict]:
-    from basicsr.utils.cli import ArgumentParser, UsageError, non_negative_int, positive_int
+    from basicsr.utils.cli import ArgumentParser, UsageError, non_negative_int, output_folder, positive_int
     parser = ArgumentParser(description=__doc__)
     parser.add_argument('--input', type=Path, default=DEFAULT_INPUT,
                         help='image file or folder (default: %(default)s)')
@@ -257,20 +257,20 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         print(f"TLC: training size {pipeline.tlc['train_size'][2]}x{pipeline.tlc['train_size'][3]}")
     out_dir = args.output
     inputs = find_inputs(args.input, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    restorer = Restorer(pipeline, conditions, in_ch, device, out_dir, args.keep_bit_depth, inputs)
     records, failures = [], []
-    for path in inputs:
-        try:
-            rec = restorer.restore(path)
-        except ValueError as exc:  # ImageReadError, DataError, sizes: this file only
-            if args.input.is_file():
-                raise
-            print(f'warning: skipping {path}: {exc}', file=sys.stderr)
-            failures.append((path, str(exc)))
-            continue
-        records.append(rec)
-        print(' '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
+    with output_folder(out_dir):  # removed again when nothing was restored into a folder this command made
+        restorer = Restorer(pipeline, conditions, in_ch, device, out_dir, args.keep_bit_depth, inputs)
+        for path in inputs:
+            try:
+                rec = restorer.restore(path)
+            except ValueError as exc:  # ImageReadError, DataError, sizes: this file only
+                if args.input.is_file():
+                    raise
+                print(f'warning: skipping {path}: {exc}', file=sys.stderr)
+                failures.append((path, str(exc)))
+                continue
+            records.append(rec)
+            print(' '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}' for k, v in rec.items()))
     print(f'restored {len(records)} of {len(inputs)} image(s): wrote *_restored.png and *_side_by_side.png '
           f'to {out_dir}')
     if failures:

@@ -58,11 +58,26 @@ def test_folder_with_bad_files_restores_the_good_ones_and_exits_1(tmp_path):
 def test_one_bad_file_given_directly_is_a_one_line_error(tmp_path):
     bad = tmp_path / 'x.png'
     bad.write_bytes(b'')
-    run = run_script([PYTHON, 'basicsr/demo.py', '--input', str(bad), '--output', str(tmp_path / 'o'),
+    run = run_script([PYTHON, 'basicsr/demo.py', '--input', str(bad), '--output', str(tmp_path / 'o' / 'sub'),
                       '--device', 'cpu'], cwd=ROOT)
     assert run.returncode == 2 and 'Traceback' not in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith('error: ') and 'x.png' in run.stderr
-    assert not (tmp_path / 'o').exists() or not any((tmp_path / 'o').iterdir())
+    assert not (tmp_path / 'o').exists()  # nothing restored: no (empty) output folder, nor its new parent
+
+
+def test_no_output_folder_when_nothing_was_restored(tmp_path, capsys):
+    """A folder of bad files only: the output folder the command made is removed again; one that existed stays."""
+    from basicsr.demo import ImagesFailed, main
+    inp = _bad_folder(tmp_path / 'in')
+    for name in ('a.png', 'e.png'):
+        (inp / name).unlink()
+    with pytest.raises(ImagesFailed):
+        main(['--input', str(inp), '--output', str(tmp_path / 'new' / 'out'), '--device', 'cpu'])
+    assert not (tmp_path / 'new').exists()
+    (tmp_path / 'old').mkdir()
+    with pytest.raises(ImagesFailed):
+        main(['--input', str(inp), '--output', str(tmp_path / 'old'), '--device', 'cpu'])
+    assert (tmp_path / 'old').is_dir() and not any((tmp_path / 'old').iterdir())
 
 
 def test_failures_are_reported_in_process_too(tmp_path, capsys):

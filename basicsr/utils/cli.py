@@ -250,3 +250,21 @@ def discard_on_failure(folder: str | Path, enabled: bool = True,
                 handler.close()
             shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+@contextmanager
+def output_folder(folder: str | Path) -> Iterator[Path]:
+    """Create ``folder`` (and missing parents) for the block; afterwards, whether the block failed or not, remove
+    again the folders it created that hold no file, so a command that wrote nothing leaves no empty output folder.
+    A folder that existed before stays."""
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        for path in created:
+            try:
+                path.rmdir()  # only an empty folder: anything written keeps it (and its parents)
+            except OSError:
+                break
