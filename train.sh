@@ -73,9 +73,6 @@ elif [ "$MAX_RESTARTS" != 0 ]; then  # restarts on one node: a c10d rendezvous o
 else
   RUN+=(--master_port="${MASTER_PORT:-$(( 29500 + RANDOM % 1000 ))}")
 fi
-# every restarted group gets a fresh store: torchrun's shared rendezvous store keeps the previous attempt's
-# addresses, so a process group created after a restart may connect to a dead worker (pytorch issue 135712)
-export TORCH_DISABLE_SHARE_RDZV_TCP_STORE="${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}"
 PYTHON="${PYTHON:-python}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 "$PYTHON" "$HERE/basicsr/train.py" -opt "$OPT" ${ARGS[@]+"${ARGS[@]}"} --check-only || exit $?

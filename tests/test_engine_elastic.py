@@ -155,13 +155,16 @@ def test_keep_last_never_deletes_the_checkpoint_just_written(tmp_path):
     assert sorted(p.name for p in tmp_path.glob('ckpt_*.pth')) == ['ckpt_00000003.pth', 'ckpt_00000006.pth']
 
 
-def test_the_lock_of_an_earlier_attempt_of_the_same_elastic_job_is_taken_over(tmp_path, monkeypatch, capfd):
+def test_the_lock_of_an_earlier_attempt_of_the_same_elastic_job_is_taken_over(tmp_path, monkeypatch, caplog):
+    import logging
+    import basicsr.engine.run_guard as run_guard
+    monkeypatch.setattr(run_guard, 'get_logger', lambda: logging.getLogger('test_engine_elastic'))
     lock = tmp_path / LOCK_NAME
     monkeypatch.setenv('TORCHELASTIC_RUN_ID', 'job7')
     lock.write_text('4242 another-node job7\n')  # rank 0 of the group torchrun stopped ran on another node
     RunLock(tmp_path).acquire()
     assert lock.read_text().split() == [str(os.getpid()), socket.gethostname(), 'job7']
-    assert 'earlier attempt of job job7' in capfd.readouterr().err
+    assert 'earlier attempt of job job7' in caplog.text
     lock.write_text('4242 another-node job8\n')  # another job's live trainer
     with pytest.raises(RunLockedError, match='PID 4242 on another-node'):
         RunLock(tmp_path).acquire()

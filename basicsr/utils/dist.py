@@ -26,6 +26,12 @@ def init_dist_from_env(backend: str | None = None, timeout_minutes: int = 30) ->
         backend = 'gloo'
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', '0')))
+    if (os.environ.get('TORCHELASTIC_USE_AGENT_STORE') == 'True' and int(os.environ.get('TORCHELASTIC_MAX_RESTARTS', 0))
+            and os.environ.get('RANK') == '0'):
+        from basicsr.utils.logger import get_logger
+        get_logger().warning('torchrun shares its rendezvous store with the workers, so a restarted group may fail '
+                             'to connect (pytorch issue 135712): use ./train.sh, or set '
+                             'TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 and a c10d rendezvous for torchrun --max-restarts')
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     return dist.get_rank(), dist.get_world_size()
 
@@ -52,9 +58,10 @@ _BOUNDED_GROUPS: Dict[float, Any] = {}
 def bounded_barrier(timeout_minutes: float, what: str) -> None:
     """A barrier that gives up after ``timeout_minutes`` with a message naming ``what`` the ranks waited for.
 
-    Runs on a gloo side group (``monitored_barrier``, also beside NCCL), created on the first call, which every
-    rank must reach at the same point. A rank that died or hangs raises ``RuntimeError`` on the others instead
-    of a wait as long as the process-group timeout.
+    ``monitored_barrier`` on a gloo group whose own timeout is ``timeout_minutes`` (the default group's would
+    bound the other ranks' wait for rank 0's answer), created on the first call, which every rank must reach at
+    the same point; it works beside NCCL too. A rank that died or hangs raises ``RuntimeError`` on the others
+    instead of a wait as long as the process-group timeout.
     """
     world = get_dist_info()[1]
     if world == 1:

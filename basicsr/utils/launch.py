@@ -4,10 +4,15 @@
 already printed its one-line ``error: ...`` (see :mod:`basicsr.utils.cli`), so torchrun's ``ChildFailedError``
 report (about 30 lines) is left out and the launcher exits with the worker's status. A worker killed by a
 signal or exiting with another status gets one line naming its rank and what happened.
+
+Restarts (``--max_restarts``) get a fresh rendezvous store per attempt (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``
+unless set): torchrun's shared store keeps the previous attempt's worker addresses, and the restarted workers'
+process group then connects to a dead one (pytorch issue 135712).
 """
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from typing import List, Optional
@@ -21,6 +26,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from torch.distributed.run import get_args_parser, run
 
     args = get_args_parser().parse_args(argv)
+    os.environ.setdefault('TORCH_DISABLE_SHARE_RDZV_TCP_STORE', '1')
     # the agent logs every failed worker at ERROR level; the failure is reported once below instead
     logging.getLogger('torch.distributed.elastic.multiprocessing.api').setLevel(logging.CRITICAL)
     try:
