@@ -8,6 +8,7 @@ raised before any run folder exists.
 """
 import logging
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -293,3 +294,19 @@ def test_official_release_test_files_build_and_load_their_layout(path, tmp_path)
     torch.save({'params': dict(net.state_dict())}, tmp_path / 'release.pth')
     load_pretrained(net, tmp_path / 'release.pth', key=opt['path']['param_key_g'], strict=True)
     assert Path(opt['path']['pretrain_network_g']).parts[:2] == ('experiments', 'pretrained_models')
+
+
+@pytest.mark.slow
+def test_check_official_options_script_reports_each_file(tmp_path):
+    """scripts/check_official_options.py over the HINet files of the suite: SIDD runs, Rain13k's null paths fail."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / 'scripts/check_official_options.py'), str(FILES / 'hinet'),
+                           '--work', str(tmp_path / 'work')], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(('OK', 'FAIL'))]
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert lines[0].startswith('FAIL HINet-Rain13k-null-val.yml')
+    assert "'datasets.val.dataroot_gt' is required" in lines[0]
+    assert lines[1].startswith('OK   HINet-SIDD.yml') and done.stdout.rstrip().endswith('1 of 2 files ran')
