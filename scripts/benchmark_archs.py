@@ -109,7 +109,8 @@ def benchmark(opt: Dict[str, Any], size: List[int], batch: int, repeat: int, cha
 
 # --speed variants: the speed block of each (all: every path at once)
 SPEED_VARIANTS = {'plain': {}, 'channels_last': {'channels_last': True}, 'bf16': {'autocast': 'bf16'},
-                  'compile': {'compile': True}, 'all': {'compile': True, 'channels_last': True, 'autocast': 'bf16'}}
+                  'channels_last+bf16': {'channels_last': True, 'autocast': 'bf16'}, 'compile': {'compile': True},
+                  'all': {'compile': True, 'channels_last': True, 'autocast': 'bf16'}}
 
 
 def speed_rows(opt: Dict[str, Any], size: List[int], batch: int, repeat: int, variants: List[str],
@@ -160,6 +161,44 @@ def speed_rows(opt: Dict[str, Any], size: List[int], batch: int, repeat: int, va
     return rows
 
 
+def top_ops(opt: Dict[str, Any], size: List[int], batch: int, variant: str, device: torch.device, n: int = 3) -> str:
+    """The ``n`` operators with the most self CPU time in one forward of ``variant`` (after a warm-up), with their
+    share of the total: what limits a fast path."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    net = build_network(dict(opt)).to(device).eval()
+    x = example_input(net, opt, size, batch, device=device)
+    with no_speed_warnings():
+        net = apply_speed(net, SPEED_VARIANTS[variant], device)
+    with torch.no_grad():
+        net(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            net(x)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return ', '.join(f'{e.key} {e.self_cpu_time_total / total:.0%}' for e in events[:n])
+
+
+def _speed_size(opt: Dict[str, Any], size: List[int]) -> List[int]:
+    """SR types (``upscale``/``scale`` > 1) get a quarter-size input."""
+    return [size[0] // 4, size[1] // 4] if int(opt.get('upscale', opt.get('scale', 1)) or 1) > 1 else size
+
+
+def profile_table(args: Any, configs: Dict[str, Dict[str, Any]], types: List[str]) -> None:
+    """``--profile``: per type and variant, the operators that dominate one forward."""
+    device = torch.device(args.device)
+    variants = args.variants.split(',')
+    print(f'device {device}, {torch.get_num_threads()} thread(s), input {args.size[0]}x{args.size[1]} (SR: /4); '
+          'self CPU time share of one forward\n')
+    print('| type | variant | top operators |')
+    print('|---|---|---|')
+    for name in types:
+        opt = {'type': name, **configs.get(name, {})}
+        for variant in variants:
+            print(f'| {name} | {variant} | {top_ops(opt, _speed_size(opt, args.size), args.batch, variant, device)} |',
+                  flush=True)
+
+
 def speed_table(args: Any, configs: Dict[str, Dict[str, Any]], types: List[str]) -> None:
     """``--speed``: plain vs each fast path vs all combined, per type (SR types get a ``size // 4`` input)."""
     device = torch.device(args.device)
@@ -173,11 +212,8 @@ def speed_table(args: Any, configs: Dict[str, Dict[str, Any]], types: List[str])
     print('|---|---|---:|---:|---:|---:|---:|')
     for name in types:
         opt = {'type': name, **configs.get(name, {})}
-        size = args.size
-        if int(opt.get('upscale', opt.get('scale', 1)) or 1) > 1:
-            size = [args.size[0] // 4, args.size[1] // 4]
         try:
-            rows = speed_rows(opt, size, args.batch, args.repeat, variants, device)
+            rows = speed_rows(opt, _speed_size(opt, args.size), args.batch, args.repeat, variants, device)
         except Exception as exc:  # noqa: BLE001 - a type that needs other inputs must not stop the table
             print(f'| {name} | skipped: {type(exc).__name__}: {str(exc)[:90]} | | | | | |', flush=True)
             continue
@@ -200,6 +236,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--compile', action='store_true', help='also time a torch.compile forward')
     parser.add_argument('--speed', action='store_true',
                         help='table of the speed: fast paths (plain, each path, all) with max|diff| to plain')
+    parser.add_argument('--profile', action='store_true',
+                        help='with --speed: the operators that dominate one forward of each variant instead')
     parser.add_argument('--variants', default=','.join(SPEED_VARIANTS),
                         help='--speed variants, comma-separated (default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
@@ -214,7 +252,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         unknown = [v for v in args.variants.split(',') if v not in SPEED_VARIANTS]
         if unknown:
             parser.error(f'--variants: unknown {unknown}; choose from {", ".join(SPEED_VARIANTS)}')
-        speed_table(args, configs, types)
+        (profile_table if args.profile else speed_table)(args, configs, types)
         return 0
     extra = (' fwd channels-last ms |' if args.channels_last else '') + (' fwd compiled ms |' if args.compile else '')
     print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, '
