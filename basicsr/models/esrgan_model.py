@@ -6,7 +6,6 @@ kind and weighted 0.5 (BasicSR's order of forward passes, so seeded runs match i
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Dict
 
 import torch
@@ -19,33 +18,21 @@ from basicsr.utils.registry import MODEL_REGISTRY
 class ESRGANModel(SRGANModel):
     """ESRGAN: SRGANModel with the relativistic average discriminator (RaGAN)."""
 
-    def optimize_parameters(self, current_iter: int) -> None:
-        self._set_d_grad(False)
-        self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq)
-        loss_dict: Dict[str, torch.Tensor] = OrderedDict()
-        if self._g_step_due(current_iter):
-            l_g_total = self._generator_losses(loss_dict)
-            real_d_pred = self.net_d(self.gt).detach()
-            fake_g_pred = self.net_d(self.output)
-            l_g_real = self.cri_gan(real_d_pred - torch.mean(fake_g_pred), False, is_disc=False)
-            l_g_fake = self.cri_gan(fake_g_pred - torch.mean(real_d_pred), True, is_disc=False)
-            loss_dict['l_g_gan'] = (l_g_real + l_g_fake) / 2
-            (l_g_total + loss_dict['l_g_gan']).backward()
-            self.optimizer_g.step()
-        self._set_d_grad(True)
-        self.optimizer_d.zero_grad()
+    def _generator_gan_loss(self, gan_gt: torch.Tensor) -> torch.Tensor:
+        real_d_pred = self.net_d(gan_gt).detach()
+        fake_g_pred = self.net_d(self.output)
+        l_g_real = self.cri_gan(real_d_pred - torch.mean(fake_g_pred), False, is_disc=False)
+        l_g_fake = self.cri_gan(fake_g_pred - torch.mean(real_d_pred), True, is_disc=False)
+        return (l_g_real + l_g_fake) / 2
+
+    def _discriminator_backward(self, loss_dict: Dict[str, torch.Tensor], gan_gt: torch.Tensor) -> None:
         fake_d_pred = self.net_d(self.output).detach()
-        real_d_pred = self.net_d(self.gt)
+        real_d_pred = self.net_d(gan_gt)
         l_d_real = self.cri_gan(real_d_pred - torch.mean(fake_d_pred), True, is_disc=True) * 0.5
         l_d_real.backward()
         fake_d_pred = self.net_d(self.output.detach())
         l_d_fake = self.cri_gan(fake_d_pred - torch.mean(real_d_pred.detach()), False, is_disc=True) * 0.5
         l_d_fake.backward()
-        self.optimizer_d.step()
         loss_dict['l_d_real'], loss_dict['l_d_fake'] = l_d_real, l_d_fake
         loss_dict['out_d_real'] = torch.mean(real_d_pred.detach())
         loss_dict['out_d_fake'] = torch.mean(fake_d_pred.detach())
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)

@@ -14,7 +14,6 @@ Registered as ``RealESRGANModel_basicsr`` (found by the plain name unless a plug
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from typing import Any, Dict, Sequence
 
 import numpy as np
@@ -136,37 +135,7 @@ class RealESRGANModel(SRGANModel):
     # ------------------------------------------------------------------ training step
     def optimize_parameters(self, current_iter: int) -> None:
         targets = {k: (self.gt_usm if self.opt.get(f'{k}_gt_usm', True) else self.gt) for k in ('l1', 'percep', 'gan')}
-        self._set_d_grad(False)
-        self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq)
-        loss_dict: Dict[str, torch.Tensor] = OrderedDict()
-        if self._g_step_due(current_iter):
-            l_g_total = 0
-            if self.cri_pix:
-                loss_dict['l_g_pix'] = self.cri_pix(self.output, targets['l1'])
-                l_g_total = l_g_total + loss_dict['l_g_pix']
-            if self.cri_perceptual:
-                for name, value in zip(('l_g_percep', 'l_g_style'), self.cri_perceptual(self.output, targets['percep'])):
-                    if value is not None:
-                        loss_dict[name] = value
-                        l_g_total = l_g_total + value
-            loss_dict['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
-            (l_g_total + loss_dict['l_g_gan']).backward()
-            self.optimizer_g.step()
-        self._set_d_grad(True)
-        self.optimizer_d.zero_grad()
-        real_d_pred = self.net_d(targets['gan'])
-        loss_dict['l_d_real'] = self.cri_gan(real_d_pred, True, is_disc=True)
-        loss_dict['out_d_real'] = torch.mean(real_d_pred.detach())
-        loss_dict['l_d_real'].backward()
-        fake_d_pred = self.net_d(self.output.detach().clone())
-        loss_dict['l_d_fake'] = self.cri_gan(fake_d_pred, False, is_disc=True)
-        loss_dict['out_d_fake'] = torch.mean(fake_d_pred.detach())
-        loss_dict['l_d_fake'].backward()
-        self.optimizer_d.step()
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self._gan_step(current_iter, targets['l1'], targets['percep'], targets['gan'])
 
     # ------------------------------------------------------------------ exact resume
     def extra_state(self) -> Dict[str, Any]:

@@ -44,17 +44,7 @@ class SRModel(BaseModel):
     def init_training_settings(self) -> None:
         self.net_g.train()
         train_opt = self.opt['train']
-        self.ema_decay = float(train_opt.get('ema_decay', 0) or 0)
-        if self.ema_decay > 0:
-            get_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
-            self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
-            path = self.opt.get('path') or {}
-            if path.get('pretrain_network_g'):
-                self.load_network(self.net_g_ema, path['pretrain_network_g'], path.get('strict_load_g', True),
-                                  'params_ema')
-            else:
-                self.model_ema(0)
-            self.net_g_ema.eval()
+        self._setup_ema()
         self.cri_pix = build_loss(train_opt['pixel_opt']).to(self.device) if train_opt.get('pixel_opt') else None
         self.cri_perceptual = (build_loss(train_opt['perceptual_opt']).to(self.device)
                                if train_opt.get('perceptual_opt') else None)
@@ -62,6 +52,22 @@ class SRModel(BaseModel):
             raise ValueError('train: SRModel needs train.pixel_opt and/or train.perceptual_opt (both are missing)')
         self.setup_optimizers()
         self.setup_schedulers()
+
+    def _setup_ema(self) -> None:
+        """Set ``ema_decay`` from ``train.ema_decay``; when > 0 build ``net_g_ema`` in eval mode, loaded from the
+        ``params_ema`` of ``path.pretrain_network_g`` if there is one, else a copy of ``net_g``."""
+        self.ema_decay = float(self.opt['train'].get('ema_decay', 0) or 0)
+        if self.ema_decay <= 0:
+            return
+        get_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
+        self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+        path = self.opt.get('path') or {}
+        if path.get('pretrain_network_g'):
+            self.load_network(self.net_g_ema, path['pretrain_network_g'], path.get('strict_load_g', True),
+                              'params_ema')
+        else:
+            self.model_ema(0)
+        self.net_g_ema.eval()
 
     def setup_optimizers(self) -> None:
         params = [p for p in self.net_g.parameters() if p.requires_grad]
@@ -77,22 +83,27 @@ class SRModel(BaseModel):
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
         self.output = self.net_g(self.lq)
-        l_total = 0
         loss_dict: Dict[str, torch.Tensor] = OrderedDict()
-        if self.cri_pix:
-            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
-            l_total = l_total + loss_dict['l_pix']
-        if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
-            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
-                if value is not None:
-                    loss_dict[name] = value
-                    l_total = l_total + value
-        l_total.backward()
+        self._content_losses(loss_dict, 'l_', self.gt, self.gt).backward()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def _content_losses(self, loss_dict: Dict[str, torch.Tensor], prefix: str, pix_gt: torch.Tensor,
+                        percep_gt: torch.Tensor) -> torch.Tensor:
+        """The pixel, perceptual and style terms of ``self.output`` against their targets, added to ``loss_dict``
+        as ``<prefix>pix``, ``<prefix>percep``, ``<prefix>style`` (those the options switch on); their sum."""
+        total = 0
+        if self.cri_pix:
+            loss_dict[f'{prefix}pix'] = self.cri_pix(self.output, pix_gt)
+            total = total + loss_dict[f'{prefix}pix']
+        if self.cri_perceptual:
+            for name, value in zip(('percep', 'style'), self.cri_perceptual(self.output, percep_gt)):
+                if value is not None:
+                    loss_dict[prefix + name] = value
+                    total = total + value
+        return total
 
     def _forward_eval(self, x: torch.Tensor) -> torch.Tensor:
         """``net_g_ema(x)`` if there is an EMA network, else ``net_g(x)`` in eval mode, without gradients."""

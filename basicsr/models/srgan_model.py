@@ -17,7 +17,6 @@ import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
-from basicsr.utils.logger import get_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 
@@ -27,17 +26,7 @@ class SRGANModel(SRModel):
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
-        self.ema_decay = float(train_opt.get('ema_decay', 0) or 0)
-        if self.ema_decay > 0:
-            get_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
-            self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
-            path = self.opt.get('path') or {}
-            if path.get('pretrain_network_g'):
-                self.load_network(self.net_g_ema, path['pretrain_network_g'], path.get('strict_load_g', True),
-                                  'params_ema')
-            else:
-                self.model_ema(0)
-            self.net_g_ema.eval()
+        self._setup_ema()
         self.net_d = self.model_to_device(build_network(self.opt['network_d']))
         self.print_network(self.net_d)
         path = self.opt.get('path') or {}
@@ -66,19 +55,6 @@ class SRGANModel(SRModel):
             setattr(self, attr, self.get_optimizer(optim.pop('type'), net.parameters(), **optim))
             self.optimizers.append(getattr(self, attr))
 
-    def _generator_losses(self, loss_dict: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pixel, perceptual and style terms of the generator (added to ``loss_dict``); their sum."""
-        total = 0
-        if self.cri_pix:
-            loss_dict['l_g_pix'] = self.cri_pix(self.output, self.gt)
-            total = total + loss_dict['l_g_pix']
-        if self.cri_perceptual:
-            for name, value in zip(('l_g_percep', 'l_g_style'), self.cri_perceptual(self.output, self.gt)):
-                if value is not None:
-                    loss_dict[name] = value
-                    total = total + value
-        return total
-
     def _set_d_grad(self, flag: bool) -> None:
         for p in self.net_d.parameters():
             p.requires_grad = flag
@@ -87,18 +63,38 @@ class SRGANModel(SRModel):
         return current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
 
     def optimize_parameters(self, current_iter: int) -> None:
+        self._gan_step(current_iter, self.gt, self.gt, self.gt)
+
+    def _gan_step(self, current_iter: int, pix_gt: torch.Tensor, percep_gt: torch.Tensor,
+                  gan_gt: torch.Tensor) -> None:
+        """One iteration of BasicSR's GAN schedule: a generator step when due (content losses against ``pix_gt`` /
+        ``percep_gt`` plus :meth:`_generator_gan_loss`, with ``net_d`` frozen), then a discriminator step
+        (:meth:`_discriminator_backward`, ``gan_gt`` as the real images), then the EMA update."""
         self._set_d_grad(False)
         self.optimizer_g.zero_grad()
         self.output = self.net_g(self.lq)
         loss_dict: Dict[str, torch.Tensor] = OrderedDict()
         if self._g_step_due(current_iter):
-            l_g_total = self._generator_losses(loss_dict)
-            loss_dict['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
+            l_g_total = self._content_losses(loss_dict, 'l_g_', pix_gt, percep_gt)
+            loss_dict['l_g_gan'] = self._generator_gan_loss(gan_gt)
             (l_g_total + loss_dict['l_g_gan']).backward()
             self.optimizer_g.step()
         self._set_d_grad(True)
         self.optimizer_d.zero_grad()
-        real_d_pred = self.net_d(self.gt)
+        self._discriminator_backward(loss_dict, gan_gt)
+        self.optimizer_d.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _generator_gan_loss(self, gan_gt: torch.Tensor) -> torch.Tensor:
+        """The generator's adversarial term: ``self.output`` should be judged real."""
+        return self.cri_gan(self.net_d(self.output), True, is_disc=False)
+
+    def _discriminator_backward(self, loss_dict: Dict[str, torch.Tensor], gan_gt: torch.Tensor) -> None:
+        """Back-propagate the discriminator's real (``gan_gt``) and fake (detached output) terms; log them and the
+        mean predictions in ``loss_dict``."""
+        real_d_pred = self.net_d(gan_gt)
         loss_dict['l_d_real'] = self.cri_gan(real_d_pred, True, is_disc=True)
         loss_dict['out_d_real'] = torch.mean(real_d_pred.detach())
         loss_dict['l_d_real'].backward()
@@ -106,10 +102,6 @@ class SRGANModel(SRModel):
         loss_dict['l_d_fake'] = self.cri_gan(fake_d_pred, False, is_disc=True)
         loss_dict['out_d_fake'] = torch.mean(fake_d_pred.detach())
         loss_dict['l_d_fake'].backward()
-        self.optimizer_d.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
 
     def save(self, epoch: int, current_iter: int) -> None:
         super().save(epoch, current_iter)
