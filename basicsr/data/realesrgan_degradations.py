@@ -200,9 +200,14 @@ def add_gaussian_noise(img: np.ndarray, sigma: float = 10, clip: bool = True, ro
     return _finish(img + generate_gaussian_noise(img, sigma, gray_noise), clip, rounds)
 
 
+def _draw_np(value_range: Range, gray_prob: float) -> Tuple[float, bool]:
+    """One value uniform in ``value_range``, then a gray decision (probability ``gray_prob``), from ``np.random``."""
+    value = np.random.uniform(value_range[0], value_range[1])
+    return value, np.random.uniform() < gray_prob
+
+
 def random_generate_gaussian_noise(img: np.ndarray, sigma_range: Range = (0, 10), gray_prob: float = 0) -> np.ndarray:
-    sigma = np.random.uniform(sigma_range[0], sigma_range[1])
-    return generate_gaussian_noise(img, sigma, np.random.uniform() < gray_prob)
+    return generate_gaussian_noise(img, *_draw_np(sigma_range, gray_prob))
 
 
 def random_add_gaussian_noise(img: np.ndarray, sigma_range: Range = (0, 1.0), gray_prob: float = 0,
@@ -275,8 +280,7 @@ def add_poisson_noise(img: np.ndarray, scale: float = 1.0, clip: bool = True, ro
 
 
 def random_generate_poisson_noise(img: np.ndarray, scale_range: Range = (0, 1.0), gray_prob: float = 0) -> np.ndarray:
-    scale = np.random.uniform(scale_range[0], scale_range[1])
-    return generate_poisson_noise(img, scale, np.random.uniform() < gray_prob)
+    return generate_poisson_noise(img, *_draw_np(scale_range, gray_prob))
 
 
 def random_add_poisson_noise(img: np.ndarray, scale_range: Range = (0, 1.0), gray_prob: float = 0,
