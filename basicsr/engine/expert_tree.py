@@ -22,7 +22,7 @@ import copy
 from pathlib import Path
 from typing import Any, Dict, List
 
-from basicsr.engine.sequential import Stage, StageRun, _stage_scheduler, run_stages
+from basicsr.engine.sequential import Stage, StageRun, raise_option_problems, run_stages, stage_options
 
 def node_folder(root: Path, node_id: int) -> Path:
     """Run folder of node ``node_id`` of an expert-tree run rooted at ``root``."""
@@ -61,30 +61,20 @@ def expert_tree_problems(opt: Dict[str, Any]) -> List[str]:
 def plan_nodes(opt: Dict[str, Any]) -> List[Stage]:
     """One :class:`Stage` per tree node (``index`` = node id, ``task`` = node name), in tree order."""
     from basicsr.utils.degradation_tree import load_tree
-    from basicsr.utils.options import OptionError, train_folders
-    problems = expert_tree_problems(opt)
-    if problems:
-        raise OptionError(f"{len(problems)} problem(s) in option file {opt.get('opt_path', '<options>')}:\n  - "
-                          + '\n  - '.join(problems))
+    raise_option_problems(opt, expert_tree_problems(opt))
     block = opt['expert_tree']
     tree = load_tree(block['tree_file'])
     root = Path(opt['path']['experiments_root'])
     train_ds = opt['datasets']['train']
     stages: List[Stage] = []
     for node in tree['nodes']:
-        so = copy.deepcopy({key: v for key, v in opt.items() if key != 'expert_tree'})
-        so['name'] = f"{opt['name']}_node{node['id']}"
-        so['path'].update(train_folders(node_folder(root, node['id'])), resume_state=None)
-        if node['parent'] is not None:
-            so['path'].update(pretrain_network_g=str(stages[node['parent']].weights), param_key_g='params',
-                              strict_load_g=True, param_key_g_ema=None)
+        iters = int(block['level_iters'][node['level']])
+        parent = None if node['parent'] is None else stages[node['parent']]
+        so = stage_options(opt, 'expert_tree', node_folder(root, node['id']), f"{opt['name']}_node{node['id']}",
+                           iters, [iters], parent)
         so['datasets']['train'] = {**copy.deepcopy(train_ds), 'type': 'TreeNodeDataset',
                                    'dataset_type': train_ds['type'], 'tree_file': block['tree_file'],
                                    'node': node['id']}
-        iters = int(block['level_iters'][node['level']])
-        so['train']['total_iter'] = iters
-        if so['train'].get('scheduler'):
-            so['train']['scheduler'] = _stage_scheduler(so['train']['scheduler'], [iters])
         stages.append(Stage(node['id'], node['name'], [node['name']], so))
     return stages
 

@@ -198,32 +198,49 @@ def _stage_scheduler(sched: Dict[str, Any], periods: List[int]) -> Dict[str, Any
     return out
 
 
-def plan_stages(opt: Dict[str, Any]) -> List[Stage]:
-    """The stages of a resolved option dict with a ``sequential`` block (see :func:`parse_options`)."""
-    from basicsr.utils.options import OptionError, train_folders
-    problems = sequential_problems(opt)
+def raise_option_problems(opt: Dict[str, Any], problems: List[str]) -> None:
+    """Refuse ``opt`` with every one of ``problems`` (messages naming dotted keys), naming its option file."""
+    from basicsr.utils.options import OptionError
     if problems:
         raise OptionError(f"{len(problems)} problem(s) in option file {opt.get('opt_path', '<options>')}:\n  - "
                           + '\n  - '.join(problems))
+
+
+def stage_options(opt: Dict[str, Any], block_key: str, folder: Path, name: str, total_iter: int,
+                  periods: List[int], init_from: Optional[Stage] = None,
+                  param_key_g_ema: Optional[str] = None) -> Dict[str, Any]:
+    """One stage's training options: a copy of ``opt`` without its ``block_key`` block, run ``name`` in
+    ``folder`` (never resumed from ``path.resume_state``), ``total_iter`` iterations, a scheduler with periods
+    ``periods``; with ``init_from``, the network starts from that stage's final ``params`` (and the EMA copy
+    from ``param_key_g_ema`` of the same file, if given)."""
+    from basicsr.utils.options import train_folders
+    so = copy.deepcopy({key: v for key, v in opt.items() if key != block_key})
+    so['name'] = name
+    so['path'].update(train_folders(folder), resume_state=None)
+    if init_from is not None:
+        so['path'].update(pretrain_network_g=str(init_from.weights), param_key_g='params', strict_load_g=True,
+                          param_key_g_ema=param_key_g_ema)
+    so['train']['total_iter'] = int(total_iter)
+    if so['train'].get('scheduler'):
+        so['train']['scheduler'] = _stage_scheduler(so['train']['scheduler'], periods)
+    return so
+
+
+def plan_stages(opt: Dict[str, Any]) -> List[Stage]:
+    """The stages of a resolved option dict with a ``sequential`` block (see :func:`parse_options`)."""
+    raise_option_problems(opt, sequential_problems(opt))
     seq = opt['sequential']
     blocks = {str(b['name']): b for b in _task_blocks(opt['datasets']['train'])}
     root = Path(opt['path']['experiments_root'])
     ema = float(opt['train'].get('ema_decay') or 0) > 0
     stages: List[Stage] = []
     for k, task in enumerate(seq['order']):
-        so = copy.deepcopy({key: v for key, v in opt.items() if key != 'sequential'})
         folder = f'stage{k + 1}_{task}'
-        so['name'] = f"{opt['name']}_{folder}"
-        so['path'].update(train_folders(root / folder), resume_state=None)
-        if stages:
-            # MiOIR: the previous stage's final weights, network and EMA copy, then a fresh optimiser/scheduler
-            so['path'].update(pretrain_network_g=str(stages[-1].weights), param_key_g='params', strict_load_g=True,
-                              param_key_g_ema='params_ema' if ema else None)
+        # MiOIR: the previous stage's final weights, network and EMA copy, then a fresh optimiser/scheduler
+        so = stage_options(opt, 'sequential', root / folder, f"{opt['name']}_{folder}", seq['stage_iters'][k],
+                           _stage_periods(seq, k), stages[-1] if stages else None, 'params_ema' if ema else None)
         tasks = list(seq['order'][:k + 1])
         so['datasets']['train']['tasks'] = [copy.deepcopy(blocks[t]) for t in tasks]
-        so['train']['total_iter'] = int(seq['stage_iters'][k])
-        if so['train'].get('scheduler'):
-            so['train']['scheduler'] = _stage_scheduler(so['train']['scheduler'], _stage_periods(seq, k))
         stages.append(Stage(k + 1, task, tasks, so))
     return stages
 
