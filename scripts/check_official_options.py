@@ -6,7 +6,7 @@ OFFICIAL_DIR holds option files of the official repositories (e.g. the ``options
 Restormer, NAFNet, HINet and MiOIR, fetched by you). Every ``*.yml`` below it is parsed, its network, model and
 datasets are built and it runs: a training file (a ``train`` dataset) 2 iterations with validation, a test file
 through ``basicsr/test.py``. Only dataset paths change (``dataroot_*``, ``meta_info``; tiny images are written
-under ``--work``), plus what a CPU needs: ``num_gpu: 0``, batch 1, patches of at most 64 px (16 x scale for SR),
+under ``--work``), plus what a CPU needs: ``num_gpu: 0``, batch 1, patches of at most 128 px (16 x scale for SR),
 2 iterations, no TensorBoard, no pretrained weights (MiOIR's classifier gets random weights). One line per file,
 ``OK`` or ``FAIL`` with the error; exit status 1 when a file fails.
 """
@@ -113,7 +113,7 @@ def rewrite(opt: Dict[str, Any], data: TinyData, is_train: bool, mioir: bool, fi
         if train:
             block.update(num_worker_per_gpu=0, batch_size_per_gpu=1)
             if block.get('gt_size'):
-                block['gt_size'] = min(int(block['gt_size']), 16 * scale if scale > 1 else 64)
+                block['gt_size'] = min(int(block['gt_size']), 16 * scale if scale > 1 else 128)
             for k, v in (('mini_batch_sizes', 1), ('gt_sizes', block.get('gt_size'))):
                 if isinstance(block.get(k), list):
                     block[k] = [v] * len(block[k])
@@ -124,10 +124,10 @@ def rewrite(opt: Dict[str, Any], data: TinyData, is_train: bool, mioir: bool, fi
             folders = data.dual_pixel(96)
             block.update(dataroot_gt=folders['gt'], dataroot_lqL=folders['lqL'], dataroot_lqR=folders['lqR'])
         elif kind in ('MiODateset', 'MiO_EP_Dateset', 'ClassifierDataset'):
-            block['meta_info'] = data.mioir_list(96)
+            block['meta_info'] = data.mioir_list(128)
         elif block.get('dataroot_gt') is not None or block.get('dataroot_lq') is not None:
             names = ['0801_r', '0802_n'] if mioir else ['0001', '0002']  # MiOIR names carry the task suffix
-            size = 96 if scale == 1 else 32 * scale
+            size = 128 if scale == 1 else 32 * scale
             lmdb = (block.get('io_backend') or {}).get('type') == 'lmdb'
             folders = data.paired(scale, size, block.get('filename_tmpl') or '{}', lmdb, names)
             for sub in ('gt', 'lq'):

@@ -158,9 +158,15 @@ class PromptIR(_MiOIRModel):
 class ClassModel(ClassifierModel):
     """MiOIR's classifier model (``train_classifier.yml``): :class:`ClassifierModel` with MiOIR's two oddities.
     Its ``train.pixel_opt`` only switches the loss on (the loss is cross-entropy whatever its type says), and a
-    ``Classifier`` without ``return_logits`` trains as MiOIR's does, cross-entropy on its softmax output."""
+    ``Classifier`` without ``return_logits`` trains as MiOIR's does, cross-entropy on its softmax output.
+    Validation sets are labelled by MiOIR's file-name suffixes (``task_from_name: mioir``)."""
 
     requires_logits = False
+
+    @classmethod
+    def official_defaults(cls, opt: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        """MiOIR validates the classifier on sets whose labels are the file-name suffixes (``_r.``, ...)."""
+        return {'eval_datasets': {'task_from_name': 'mioir'}}
 
     def build_losses(self, train: Dict[str, Any]) -> nn.Module:
         if not (train.get('pixel_opt') or train.get('perceptual_opt')):
