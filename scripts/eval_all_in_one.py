@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from basicsr.engine.evaluator import settings_for_dataset  # noqa: E402
-from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
-from basicsr.utils.options import OptionError, parse_options_or_exit  # noqa: E402
+from basicsr.utils.cli import option_file_args, run_cli  # noqa: E402
+from basicsr.utils.options import OptionError  # noqa: E402
 
 
 def format_table(rows: List[Dict[str, Any]], metrics: List[str]) -> str:
@@ -43,11 +43,7 @@ def format_table(rows: List[Dict[str, Any]], metrics: List[str]) -> str:
 
 
 def main(argv=None) -> List[Dict[str, Any]]:
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument('-opt', '--opt', required=True, help='test option YAML file')
-    parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE', help='override options')
-    args = parser.parse_args(argv)
-    opt = parse_options_or_exit(args.opt, args.set, is_train=False)
+    opt_path, opt = option_file_args(__doc__, argv)
     from basicsr.data import build_dataset
     from basicsr.engine.evaluator import evaluate, write_results
     from basicsr.inference.pipeline import build_inference
@@ -59,7 +55,7 @@ def main(argv=None) -> List[Dict[str, Any]]:
     unscored = [key for key, ds_opt in (opt.get('datasets') or {}).items()
                 if not any(settings_for_dataset(settings, ds_opt).get(k) for k in ('profile', 'metrics'))]
     if unscored:
-        raise OptionError(f"option file {args.opt}: no metrics for datasets {', '.join(unscored)}: set 'val.profile' "
+        raise OptionError(f"option file {opt_path}: no metrics for datasets {', '.join(unscored)}: set 'val.profile' "
                           "(e.g. basicsr_rgb), 'val.metrics' or 'datasets.<name>.metric_profile'")
     out_root = Path(opt['path']['results_root'])
     out_root.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
-from basicsr.utils.options import OptionError, parse_options_or_exit  # noqa: E402
+from basicsr.utils.cli import option_file_args, run_cli  # noqa: E402
+from basicsr.utils.options import OptionError  # noqa: E402
 
 
 def oracle_leaves(tree: Dict[str, Any]) -> Dict[int, int]:
@@ -61,16 +61,12 @@ def format_table(rows: List[Dict[str, Any]], num_levels: int) -> str:
 
 @torch.no_grad()
 def main(argv=None) -> List[Dict[str, Any]]:
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument('-opt', '--opt', required=True, help='test option YAML file')
-    parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE', help='override options')
-    args = parser.parse_args(argv)
-    opt = parse_options_or_exit(args.opt, args.set, is_train=False)
+    opt_path, opt = option_file_args(__doc__, argv)
     from basicsr.data import build_dataset
     from basicsr.models import build_model
     from basicsr.utils.degradation_tree import load_tree
     if not isinstance(opt.get('unirestorer'), dict):
-        raise OptionError(f"option file {args.opt}: 'unirestorer.tree_file' is required (the oracle routing)")
+        raise OptionError(f"option file {opt_path}: 'unirestorer.tree_file' is required (the oracle routing)")
     tree = load_tree(opt['unirestorer']['tree_file'])
     oracle = oracle_leaves(tree)
     net = build_model(opt).inference_network()
