@@ -188,8 +188,9 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                              'datasets.train.gt_size of --opt or of its _base_ training file; the bundled model: '
                              '64)')
     parser.add_argument('--trust-pickle', action='store_true',
-                        help='unpickle any object in --weights: only for a file you trust, since unpickling can run '
-                             'code (default: off, tensors and containers only)')
+                        help='unpickle any object in --weights (and in the task classifier weights of --opt): only '
+                             'for files you trust, since unpickling can run code (default: off, tensors and '
+                             'containers only)')
     parser.add_argument('--keep-bit-depth', action='store_true',
                         help='write 16-bit outputs for 16-bit (and float) inputs (default: off, 8-bit outputs)')
     parser.add_argument('--task', default=None,
@@ -212,6 +213,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     from basicsr.inference.pipeline import build_inference
     from basicsr.utils.option_checks import require_network
     from basicsr.utils.options import load_with_bases
+    from basicsr.utils.serialization import trust_pickle_scope
 
     opt = load_with_bases(args.opt)
     require_network(opt, str(args.opt))
@@ -242,7 +244,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         settings['tlc'] = {**(settings.get('tlc') or {}), 'train_size': [1, in_ch, size, size]}
     if args.task is not None and hasattr(net, 'instruction_masks'):
         settings['instruction'] = args.task
-    pipeline = build_inference(net, settings, where='test', speed=speed_block(opt.get('speed'), args))
+    with trust_pickle_scope(args.trust_pickle):  # the task classifier of --opt's test.task_classifier
+        pipeline = build_inference(net, settings, where='test', speed=speed_block(opt.get('speed'), args))
     conditions = {}
     if 'task' in pipeline.conditions:
         from basicsr.archs.prompt_blocks import MIOIR_TASKS

@@ -35,7 +35,9 @@ def main(argv=None, root=None) -> dict:
     init_dist_from_env(opt['dist_params'].get('backend'))
     add_dist_keys(opt)
     from basicsr.utils.cli import discard_on_failure
-    with discard_on_failure(opt['path']['results_root'], enabled=get_dist_info()[0] == 0):
+    from basicsr.utils.serialization import trust_pickle_scope
+    with discard_on_failure(opt['path']['results_root'], enabled=get_dist_info()[0] == 0), \
+            trust_pickle_scope(opt['path'].get('trust_pickle', False)):  # also the task classifier, EnsIR tables
         return run_tests(opt)
 
 

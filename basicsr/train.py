@@ -35,16 +35,18 @@ def main(argv=None, root=None) -> dict:
         opt['path']['tb_logger'] = str(Path(root) / 'tb_logger' / opt['name'])
     init_dist_from_env(opt['dist_params'].get('backend'), opt['dist_params'].get('timeout_minutes', 30))
     add_dist_keys(opt)
-    try:
-        if opt.get('sequential'):  # MiOIR sequential learning: one run per stage, see basicsr/engine/sequential.py
-            from basicsr.engine.sequential import train_sequential
-            return train_sequential(opt)[-1].losses
-        if opt.get('expert_tree'):  # UniRestorer: one expert run per tree node, see basicsr/engine/expert_tree.py
-            from basicsr.engine.expert_tree import train_expert_tree
-            return train_expert_tree(opt)[-1].losses
-        return start_trainer(opt).train()
-    finally:
-        cleanup()
+    from basicsr.utils.serialization import trust_pickle_scope
+    with trust_pickle_scope(opt['path'].get('trust_pickle', False)):  # VGG weights of a loss, ...
+        try:
+            if opt.get('sequential'):  # MiOIR sequential learning: one run per stage, see basicsr/engine/sequential.py
+                from basicsr.engine.sequential import train_sequential
+                return train_sequential(opt)[-1].losses
+            if opt.get('expert_tree'):  # UniRestorer: one expert run per tree node, see basicsr/engine/expert_tree.py
+                from basicsr.engine.expert_tree import train_expert_tree
+                return train_expert_tree(opt)[-1].losses
+            return start_trainer(opt).train()
+        finally:
+            cleanup()
 
 
 def start_trainer(opt: dict) -> Any:

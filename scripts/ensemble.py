@@ -27,6 +27,7 @@ from basicsr.ensemble.folders import list_names, load_reference_set, read_image_
 from basicsr.ensemble.report import ENSIR_PROTOCOLS, metric_table, rows_from_scores, score, write_csv
 from basicsr.utils.cli import ArgumentParser, run_cli
 from basicsr.utils.img_util import write_image
+from basicsr.utils.serialization import trust_pickle_scope
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'ensir_reference'
 
@@ -50,6 +51,12 @@ def add_estimation_args(parser: argparse.ArgumentParser) -> None:
                         'default/uniform weights')
     parser.add_argument('--robust-em', action='store_true', help='keep EM running where the official code aborts')
     parser.add_argument('--em-precision', choices=('float32', 'float64'), default='float32')
+
+
+def add_trust_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='unpickle any object in the table files: only for files you trust, since unpickling can '
+                             'run code (default: off, tensors and containers only)')
 
 
 def estimation_options(args: argparse.Namespace) -> Dict:
@@ -146,6 +153,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument('--profile', default='ensir_y',
                    help=f'metric profile (basicsr.metrics.profiles name, or {", ".join(ENSIR_PROTOCOLS)})')
     p.add_argument('--csv', help='CSV path (default: <out>/metrics.csv)')
+    add_trust_arg(p)
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser('heldout', help='leave-one-out results table on a shipped reference set')
@@ -153,10 +161,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument('--data', default=str(SHARED), help='root of the EnsIR reference data')
     p.add_argument('--profile', help='metric profile (default: the official protocol of the task)')
     p.add_argument('--csv', help='CSV path (default: results/ensemble_heldout_<set>.csv)')
+    add_trust_arg(p)
     p.set_defaults(func=cmd_heldout)
 
     args = parser.parse_args(argv)
-    with torch.no_grad():  # scoped: main() is also called in-process (tests), where global state must not leak
+    # scoped: main() is also called in-process (tests), where global state must not leak
+    with torch.no_grad(), trust_pickle_scope(getattr(args, 'trust_pickle', False)):
         args.func(args)
 
 

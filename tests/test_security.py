@@ -10,6 +10,7 @@ import hashlib
 import os
 import pickle
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -374,3 +375,57 @@ def test_benchmark_archs_refuses_malicious_vectors(tmp_path):
     run = run_script([PYTHON, 'scripts/benchmark_archs.py', '--reduced', '--vectors', str(vectors),
                       '--manifests', str(tmp_path / 'none'), '--types', '^NAFNet$'], cwd=ROOT)
     assert_refused_line(run, evil, marker)
+
+
+# ------------------------------------------------------------- --trust-pickle reaches every file a run loads
+@pytest.mark.slow
+def test_test_py_trust_pickle_reaches_the_task_classifier_weights(tmp_path):
+    marker = tmp_path / 'marker'
+    evil = plant(tmp_path / 'cls.pth', marker, content={'params': build_network({'type': 'Classifier'}).state_dict()})
+    data = make_clean_images(tmp_path / 'clean', n=1, size=32)
+    opt = {'name': 'sec', 'num_gpu': 0, 'network_g': TINY_NET,
+           'datasets': {'test': {'name': 'gen', 'type': 'SyntheticDegradationDataset', 'dataroot_gt': str(data),
+                                 'degradation': {'type': 'GaussianNoise', 'sigma': 25}}},
+           'test': {'task_classifier': {'network': {'type': 'Classifier'}, 'weights': str(evil)}},
+           'path': {'results_root': str(tmp_path / 'res')}}
+    (tmp_path / 'test.yml').write_text(yaml.safe_dump(opt))
+    cmd = [PYTHON, 'basicsr/test.py', '-opt', str(tmp_path / 'test.yml')]
+    assert_refused_line(run_script(cmd, cwd=ROOT), evil, marker)
+    run = run_script(cmd + ['--trust-pickle'], cwd=ROOT)
+    assert marker.exists(), 'the opt-in did not reach the task classifier weights'
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_ensemble_script_trust_pickle_reaches_the_ensir_table(tmp_path):
+    marker = tmp_path / 'marker'
+    table = {'format': 'basicsr.EnsIR', 'version': 1, 'bin_width': 256, 'num_models': 2,
+             'table': torch.full((1, 3, 2), 0.5), 'options': {}}
+    evil = plant(tmp_path / 'table.pth', marker, content=table)
+    rng = torch.Generator().manual_seed(0)
+    models = []
+    for name in ('m1', 'm2'):
+        folder = tmp_path / name
+        folder.mkdir()
+        img = (torch.rand(8, 8, 3, generator=rng) * 255).to(torch.uint8).numpy()
+        cv2.imwrite(str(folder / 'a.png'), img)
+        models.append(str(folder))
+    cmd = [PYTHON, 'scripts/ensemble.py', 'apply', '--table', str(evil), '--models', *models,
+           '--out', str(tmp_path / 'out')]
+    assert_refused_line(run_script(cmd, cwd=ROOT), evil, marker)
+    run = run_script(cmd + ['--trust-pickle'], cwd=ROOT)
+    assert marker.exists(), 'the opt-in did not reach the EnsIR table'
+    assert run.returncode == 0 and (tmp_path / 'out' / 'a.png').is_file(), run.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_train_py_trust_pickle_reaches_the_vgg_weights(tmp_path):
+    marker = tmp_path / 'marker'
+    opt_file = tiny_options(tmp_path, name='sec', total_iter=2, width=8)
+    vgg = plant(tmp_path / 'vgg19.pth', marker, content={'features.0.weight': torch.zeros(64, 3, 3, 3)})
+    loss = f"{{type: PerceptualLoss, layer_weights: {{conv5_4: 1.0}}, vgg_weights_path: '{vgg}'}}"
+    run = run_script([PYTHON, 'basicsr/train.py', '-opt', str(opt_file), '--set', f'train.perceptual_opt={loss}',
+                      '--trust-pickle'], cwd=ROOT)
+    assert marker.exists(), 'the opt-in did not reach the VGG weights'
+    # unpickled, then checked: this stand-in holds one VGG19 tensor, so the run stops at the next missing key
+    assert run.returncode == 2 and "'features.0.bias' is missing" in run.stderr.splitlines()[-1], run.stderr[-2000:]

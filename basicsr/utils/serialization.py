@@ -22,14 +22,16 @@ import pickle
 import pickletools
 import warnings
 import zipfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 
 __all__ = ['TRUST_PICKLE_HINT', 'GROUPS_KEY', 'NETWORK_KEY', 'RefusedPickleError', 'UnreadableFileError',
-           'pickled_globals', 'unsafe_globals', 'load_torch_file', 'is_safetensors', 'read_safetensors',
-           'write_safetensors', 'read_weights', 'write_weights', 'atomic_write_bytes']
+           'pickled_globals', 'unsafe_globals', 'trust_pickle_scope', 'load_torch_file', 'is_safetensors',
+           'read_safetensors', 'write_safetensors', 'read_weights', 'write_weights', 'atomic_write_bytes']
 
 PathLike = Union[str, Path]
 SAFETENSORS_SUFFIX = '.safetensors'
@@ -43,6 +45,8 @@ _STRING_OPS = {'UNICODE', 'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'STRI
 _GET_OPS = {'GET', 'BINGET', 'LONG_BINGET'}
 _PUT_OPS = {'PUT', 'BINPUT', 'LONG_BINPUT'}
 logger = logging.getLogger('basicsr')
+# the run's opt-in (--trust-pickle / path.trust_pickle), set by the entry points for everything the run loads
+_TRUST_PICKLE: ContextVar[bool] = ContextVar('basicsr_trust_pickle', default=False)
 
 
 class RefusedPickleError(ValueError):
@@ -151,6 +155,18 @@ def unsafe_globals(data: bytes) -> List[str]:
     return out
 
 
+@contextmanager
+def trust_pickle_scope(enabled: bool) -> Iterator[None]:
+    """Within the block, every :func:`load_torch_file` unpickles any object when ``enabled``: how an entry point's
+    ``--trust-pickle`` / ``path.trust_pickle`` reaches files read deep inside a run (VGG weights of a loss, the
+    task classifier, EnsIR tables) without passing the flag through every builder."""
+    token = _TRUST_PICKLE.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _TRUST_PICKLE.reset(token)
+
+
 def load_torch_file(path: PathLike, map_location: Any = 'cpu', trust_pickle: bool = False,
                     data: Optional[bytes] = None) -> Any:
     """``torch.load`` of ``path`` (or of its bytes ``data`` already read) that unpickles no code.
@@ -158,7 +174,8 @@ def load_torch_file(path: PathLike, map_location: Any = 'cpu', trust_pickle: boo
     Args:
         path: the file (named in every error).
         map_location: where tensors go, as for ``torch.load``.
-        trust_pickle: unpickle any object (torch's weights-only mode off): only for files the user trusts.
+        trust_pickle: unpickle any object (torch's weights-only mode off): only for files the user trusts; also
+            on inside :func:`trust_pickle_scope` ``(True)``.
         data: the file's bytes when the caller has read (and checked) them already.
     Raises:
         RefusedPickleError: the file pickles another global (the message names it and ``--trust-pickle``).
@@ -166,6 +183,7 @@ def load_torch_file(path: PathLike, map_location: Any = 'cpu', trust_pickle: boo
         FileNotFoundError: no such file.
     """
     path = Path(path)
+    trust_pickle = trust_pickle or _TRUST_PICKLE.get()
     if data is None and not path.is_file():
         raise FileNotFoundError(f'file not found: {path}')
     source = io.BytesIO(data) if data is not None else path
