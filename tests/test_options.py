@@ -200,6 +200,23 @@ VALIDATION_CASES = {
     'loss_value': ("train: {pixel_opt: {type: L1Loss, loss_weight: heavy}}\n", ["'train.pixel_opt.loss_weight'"]),
     'inference_tile': ("test: {tile: {size: 64, overlap: 64}}\n", ['test.tile.overlap (64)', 'test.tile.size']),
     'inference_padding': ("val: {pad_multiple: zero}\n", ["val.pad_multiple must be an int, 'auto' or null"]),
+    'tlc_train_size': ("test: {tlc: {train_size: [3, 64, 64]}}\n",
+                       ['test.tlc.train_size must be [N, C, H, W]', '[3, 64, 64]']),
+    'tlc_train_size_scalar': ("val: {tlc: {train_size: 64}}\n", ['val.tlc.train_size must be [N, C, H, W]']),
+    'tlc_base_size': ("test: {tlc: {train_size: [1, 3, 64, 64], base_size: big}}\n",
+                      ["test.tlc.base_size must be a positive int or [H, W], got 'big'"]),
+    'tlc_fast_imp': ("test: {tlc: {fast_imp: yes please}}\n", ["test.tlc.fast_imp must be true or false"]),
+    'tlc_extra': ("val: {tlc: {extra: 1}}\n", ['val.tlc.extra must be true or false, got 1']),
+    'tlc_key': ("test: {tlc: {train_sise: [1, 3, 64, 64]}}\n", ["'test.tlc.train_sise'", "'train_size'"]),
+    'task_classifier_type': ("test: {task_classifier: {network: {type: Clasifier}, weights: c.pth}}\n",
+                             ["'test.task_classifier.network.type'", 'closest: Classifier']),
+    'task_classifier_kwargs': ("test: {task_classifier: {network: {type: Classifier, num_tasks: seven}, "
+                               "weights: c.pth}}\n",
+                               ["'test.task_classifier.network.num_tasks' (Classifier) must be int", "'seven'"]),
+    'task_classifier_argument': ("test: {task_classifier: {network: {type: Classifier, num_task: 7}, "
+                                 "weights: c.pth}}\n", ["'test.task_classifier.network' (Classifier)", 'num_tasks']),
+    'task_classifier_layout': ("test: {task_classifier: {weights: c.pth}}\n",
+                               ["test.task_classifier must be {network: {type: ...}, weights: FILE"]),
 }
 
 
@@ -215,6 +232,18 @@ def test_every_type_block_is_checked_at_parse_time(tmp_path, case):
     for part in expected:
         assert part in msg, (part, msg)
     assert base.exists() and not (tmp_path / 'experiments').exists()
+
+
+def test_task_classifier_weights_file_must_exist_at_parse_time(tmp_path):
+    block = "test: {task_classifier: {network: {type: Classifier}, weights: '%s'}}\n"
+    path = write(tmp_path, 'cls.yml', MINIMAL + block % (tmp_path / 'missing.pth'))
+    with pytest.raises(OptionError) as info:
+        parse_options(path, root=tmp_path)
+    msg = str(info.value)
+    assert str(path) in msg and f"'test.task_classifier.weights': path '{tmp_path / 'missing.pth'}' does not exist" \
+        in msg, msg
+    (tmp_path / 'here.pth').write_bytes(b'')
+    parse_options(write(tmp_path, 'ok.yml', MINIMAL + block % (tmp_path / 'here.pth')), root=tmp_path)
 
 
 def test_set_value_of_wrong_type_names_the_override(tmp_path):

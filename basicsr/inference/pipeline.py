@@ -45,7 +45,7 @@ from basicsr.inference.tiling import check_tile_options, tile_forward
 from basicsr.inference.tlc import make_settings, to_local
 from basicsr.utils.speed import SpeedOptionError, apply_speed
 
-__all__ = ['InferencePipeline', 'build_inference', 'INFERENCE_OPTION_KEYS']
+__all__ = ['InferencePipeline', 'build_inference', 'tlc_options', 'INFERENCE_OPTION_KEYS']
 
 INFERENCE_OPTION_KEYS = ('pad_multiple', 'window_size', 'center_crop_multiple', 'tile', 'grids', 'crop_size',
                          'self_ensemble', 'tlc', 'task_classifier', 'instruction')
@@ -70,6 +70,29 @@ def _positive_int(value: Any, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InferenceOptionError(f'{key} must be a positive int, got {value!r}')
     return value
+
+
+def tlc_options(tlc: Any, where: str) -> Dict[str, Any]:
+    """The checked ``tlc`` block (``true`` or a mapping of ``train_size``, ``base_size``, ``fast_imp``, ``extra``)
+    as keyword arguments of :func:`~basicsr.inference.tlc.to_local`; ``where`` is its dotted name (``test.tlc``).
+    Also used at parse time (:mod:`basicsr.utils.option_checks`). Raises :class:`InferenceOptionError`."""
+    if tlc is True:
+        tlc = {}
+    if not isinstance(tlc, dict):
+        raise InferenceOptionError(f'{where} must be true or a mapping like {{train_size: [1, 3, 256, 256]}}, '
+                                   f'got {tlc!r}')
+    _check_keys(tlc, _TLC_KEYS, where)
+    opts = {'train_size': tlc.get('train_size', (1, 3, 256, 256)), 'base_size': tlc.get('base_size'),
+            'fast_imp': tlc.get('fast_imp', False), 'extra': tlc.get('extra', False)}
+    for key in ('fast_imp', 'extra'):
+        if not isinstance(opts[key], bool):
+            raise InferenceOptionError(f'{where}.{key} must be true or false, got {opts[key]!r}')
+    try:
+        make_settings(**opts, where=where)
+    except ValueError as exc:
+        raise InferenceOptionError(str(exc)) from None
+    opts['train_size'] = tuple(opts['train_size'])
+    return opts
 
 
 class InferencePipeline:
@@ -117,7 +140,7 @@ class InferencePipeline:
         self.tile = self._tile_options(tile, multiple) if tile is not None else None
         self.grids = self._grid_options(grids, multiple) if grids is not None else None
         self.self_ensemble = bool(self_ensemble)
-        self.tlc = self._tlc_options(tlc) if tlc not in (None, False) else None
+        self.tlc = tlc_options(tlc, f'{where}.tlc') if tlc not in (None, False) else None
         self.net = to_local(base, share_weights=True, **self.tlc) if self.tlc else base
         try:  # the network call of every piece goes through the fast paths; self.net stays the plain module
             self.runner = apply_speed(self.net, speed)
@@ -166,25 +189,6 @@ class InferencePipeline:
             raise InferenceOptionError(f'{where}.crop_size ({crop}) must be a multiple of the network size '
                                        f'multiple {multiple}')
         return {'crop_size': crop, 'batch': _positive_int(grids.get('batch', 1), f'{where}.batch')}
-
-    def _tlc_options(self, tlc: Any) -> Dict[str, Any]:
-        where = f'{self.where}.tlc'
-        if tlc is True:
-            tlc = {}
-        if not isinstance(tlc, dict):
-            raise InferenceOptionError(f'{where} must be a mapping like {{train_size: [1, 3, 256, 256]}}, '
-                                       f'got {tlc!r}')
-        _check_keys(tlc, _TLC_KEYS, where)
-        opts = {'train_size': tuple(tlc.get('train_size', (1, 3, 256, 256))), 'base_size': tlc.get('base_size'),
-                'fast_imp': tlc.get('fast_imp', False), 'extra': tlc.get('extra', False)}
-        for key in ('fast_imp', 'extra'):
-            if not isinstance(opts[key], bool):
-                raise InferenceOptionError(f'{where}.{key} must be true or false, got {opts[key]!r}')
-        try:
-            make_settings(**opts)
-        except ValueError as exc:
-            raise InferenceOptionError(f'{where}: {exc}') from None
-        return opts
 
     # ------------------------------------------------------------------ running
     def crop_target(self, gt: Tensor, scale: int = 1) -> Tensor:

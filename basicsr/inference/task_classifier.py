@@ -15,12 +15,12 @@ when it is missing.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ['TaskClassifier', 'build_task_classifier', 'fill_task']
+__all__ = ['TaskClassifier', 'build_task_classifier', 'fill_task', 'task_classifier_problems']
 
 _KEYS = ('network', 'weights', 'param_key')
 
@@ -41,16 +41,33 @@ class TaskClassifier:
         return scores.argmax(dim=1)
 
 
+def task_classifier_problems(opt: Any, where: str) -> List[str]:
+    """What is wrong with the layout of a ``task_classifier`` block (``where`` its dotted name): a mapping with
+    ``network: {type: ...}``, a ``weights`` file name and an optional ``param_key``. The network's type and
+    arguments and the file's existence are checked at parse time by :mod:`basicsr.utils.option_checks`."""
+    expected = f'{where} must be {{network: {{type: ...}}, weights: FILE, param_key: NAME (optional)}}'
+    if not isinstance(opt, Mapping):
+        return [f'{expected}, got {opt!r}']
+    unknown = sorted(set(opt) - set(_KEYS))
+    if unknown:
+        return [f'{where}: unknown keys {unknown}; accepted: {list(_KEYS)}']
+    if not isinstance(opt.get('network'), Mapping) or 'type' not in opt['network']:
+        return [f"{expected}; {where}.network must be a mapping with a 'type', got {opt.get('network')!r}"]
+    if not isinstance(opt.get('weights'), str) or not opt['weights']:
+        return [f'{expected}; {where}.weights must be a file path, got {opt.get("weights")!r}']
+    if not isinstance(opt.get('param_key', 'auto'), str):
+        return [f"{where}.param_key must be a key name such as 'params' (or 'auto'), got {opt['param_key']!r}"]
+    return []
+
+
 def build_task_classifier(opt: Mapping[str, Any], where: str, device: Any = None) -> TaskClassifier:
     """Build and load the classifier of a ``task_classifier`` block (keys ``network``, ``weights``,
     ``param_key``); ``where`` is the dotted option name used in errors."""
     from basicsr.archs import build_network
     from basicsr.archs.pretrained import load_pretrained
-    if not isinstance(opt, Mapping) or not isinstance(opt.get('network'), Mapping) or not opt.get('weights'):
-        raise ValueError(f'{where} must be {{network: {{type: ...}}, weights: FILE}}, got {opt!r}')
-    unknown = sorted(set(opt) - set(_KEYS))
-    if unknown:
-        raise ValueError(f'{where}: unknown keys {unknown}; accepted: {list(_KEYS)}')
+    problems = task_classifier_problems(opt, where)
+    if problems:
+        raise ValueError(problems[0])
     net: nn.Module = build_network(dict(opt['network']))
     try:
         load_pretrained(net, str(opt['weights']), key=opt.get('param_key', 'auto'))

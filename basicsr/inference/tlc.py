@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -279,24 +279,29 @@ def _swap_modules(module: nn.Module, settings: TLCSettings, prefix: str, done: L
 
 
 # ---------------------------------------------------------------------------------------- entry points
+def _is_size(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
 def _as_pair(value: SizeLike, what: str) -> Tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f'TLC {what} must be a positive int or [H, W], got {value!r}')
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(pair) != 2 or not all(_is_size(v) for v in pair):
+        raise ValueError(f'{what} must be a positive int or [H, W], got {value!r}')
     return pair
 
 
 def make_settings(train_size: Sequence[int] = (1, 3, 256, 256), base_size: Optional[SizeLike] = None,
-                  fast_imp: bool = False, extra: bool = False) -> TLCSettings:
-    """Validate the TLC options; ``base_size`` defaults to ``int(1.5 * train H), int(1.5 * train W)``."""
+                  fast_imp: bool = False, extra: bool = False, where: str = 'TLC') -> TLCSettings:
+    """Validate the TLC options; ``base_size`` defaults to ``int(1.5 * train H), int(1.5 * train W)``.
+    ``where`` names the option block in errors (``'test.tlc'``: ``test.tlc.train_size must be ...``)."""
     train = tuple(train_size) if isinstance(train_size, (list, tuple)) else ()
-    if len(train) != 4 or not all(isinstance(v, int) and v > 0 for v in train):
-        raise ValueError(f'TLC train_size must be [N, C, H, W] (positive ints, e.g. [1, 3, 256, 256]), '
+    if len(train) != 4 or not all(_is_size(v) for v in train):
+        raise ValueError(f'{where}.train_size must be [N, C, H, W] (positive ints, e.g. [1, 3, 256, 256]), '
                          f'got {train_size!r}')
     if base_size is None:
         base = (int(train[2] * 1.5), int(train[3] * 1.5))
     else:
-        base = _as_pair(base_size, 'base_size')
+        base = _as_pair(base_size, f'{where}.base_size')
     return TLCSettings(train_size=train, base_size=base, fast_imp=bool(fast_imp), extra=bool(extra))
 
 

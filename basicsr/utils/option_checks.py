@@ -74,7 +74,7 @@ def registry_problems(opt: Dict[str, Any], check_paths: bool = True) -> List[str
     _check_metrics(val, problems)
     for where in ('val', 'test'):
         if isinstance(opt.get(where), dict):
-            _check_inference(opt[where], where, problems)
+            _check_inference(opt[where], where, problems, check_paths)
     for name, block in (opt.get('datasets') or {}).items():
         if isinstance(block, dict):
             _check_dataset(f'datasets.{name}', block, DATASET_REGISTRY.get, DEGRADATION_REGISTRY.get, problems,
@@ -137,17 +137,38 @@ def _check_metrics(val: Dict[str, Any], problems: List[str]) -> None:
         check_block(dotted, block, METRIC_REGISTRY.get, problems, ignore=NON_METRIC_KEYS)
 
 
-def _check_inference(block: Dict[str, Any], where: str, problems: List[str]) -> None:
-    """The network-independent inference options of ``val``/``test`` (padding, tiles, grids), checked by building
-    their pipeline around an identity network; TLC, the task classifier and instructions need the network."""
+def _check_inference(block: Dict[str, Any], where: str, problems: List[str], check_paths: bool = True) -> None:
+    """The inference options of ``val``/``test``: padding, tiles and grids by building their pipeline around an
+    identity network; TLC and the task classifier (network type and arguments, weights file) on their own;
+    instructions need the network."""
     from torch import nn
 
-    from basicsr.inference.pipeline import InferenceOptionError, build_inference
+    from basicsr.inference.pipeline import InferenceOptionError, build_inference, tlc_options
+    from basicsr.inference.task_classifier import task_classifier_problems
+    from basicsr.utils.registry import ARCH_REGISTRY
     probe = {k: v for k, v in block.items() if k not in ('tlc', 'task_classifier', 'instruction')}
     try:
         build_inference(nn.Identity(), probe, where=where)
     except InferenceOptionError as exc:
         problems.append(str(exc))
+    if block.get('tlc') not in (None, False):
+        try:
+            tlc_options(block['tlc'], f'{where}.tlc')
+        except InferenceOptionError as exc:
+            problems.append(str(exc))
+    classifier = block.get('task_classifier')
+    if classifier is None:
+        return
+    dotted = f'{where}.task_classifier'
+    found = task_classifier_problems(classifier, dotted)
+    if found:
+        problems += found
+        return
+    check_block(f'{dotted}.network', dict(classifier['network']), ARCH_REGISTRY.get, problems)
+    weights = Path(os.path.expanduser(classifier['weights']))
+    if check_paths and not weights.is_file():
+        problems.append(f"'{dotted}.weights': path '{classifier['weights']}' does not exist; expected the "
+                        "classifier's weight file (.pth or .safetensors)")
 
 
 def _check_profile(dotted: str, name: str, profiles: Mapping[str, Any], problems: List[str]) -> None:
