@@ -1,16 +1,14 @@
 """load_pretrained / convert_checkpoint on random checkpoints written in the official file layouts."""
-import importlib.util
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
 
 from basicsr.archs import build_network
 from basicsr.archs.pretrained import CheckpointMismatchError, extract_state_dict, load_pretrained, read_state_dict
+from data_helpers import load_script
 
 SMALL = {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 2, 'upscale': 4}
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _random_weights(opt, seed=1):
@@ -128,18 +126,12 @@ def test_unknown_network_kwargs_list_accepted_ones():
         build_network({'type': 'MSRResNet', 'num_feats': 8})
 
 
-def _convert_script():
-    spec = importlib.util.spec_from_file_location('convert_checkpoint', ROOT / 'scripts' / 'convert_checkpoint.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_convert_checkpoint_writes_params_file(tmp_path):
     sd = _random_weights(SMALL)
     torch.save(LAYOUTS['mprnet_training'](sd), tmp_path / 'official.pth')
-    rc = _convert_script().main([str(tmp_path / 'official.pth'), str(tmp_path / 'out.pth'), '--type', 'MSRResNet',
-                                 '--kwargs', '{"num_feat": 8, "num_block": 2}'])
+    convert = load_script('convert_checkpoint').main
+    rc = convert([str(tmp_path / 'official.pth'), str(tmp_path / 'out.pth'), '--type', 'MSRResNet',
+                  '--kwargs', '{"num_feat": 8, "num_block": 2}'])
     assert rc == 0
     out = torch.load(tmp_path / 'out.pth', weights_only=True)
     assert list(out) == ['params'] and list(out['params']) == list(sd)
@@ -148,7 +140,8 @@ def test_convert_checkpoint_writes_params_file(tmp_path):
 
 def test_convert_checkpoint_refuses_wrong_configuration(tmp_path, capsys):
     torch.save(_random_weights(SMALL), tmp_path / 'official.pth')
-    rc = _convert_script().main([str(tmp_path / 'official.pth'), str(tmp_path / 'out.pth'), '--type', 'MSRResNet'])
+    convert = load_script('convert_checkpoint').main
+    rc = convert([str(tmp_path / 'official.pth'), str(tmp_path / 'out.pth'), '--type', 'MSRResNet'])
     assert rc == 2  # a user mistake (basicsr/utils/cli.py)
     assert "first mismatching key 'conv_first.weight'" in capsys.readouterr().err
     assert not (tmp_path / 'out.pth').exists()

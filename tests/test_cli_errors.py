@@ -1,6 +1,5 @@
 """Every entry point turns the toolbox's errors into one line ``error: ...`` on stderr: exit status 2 for a user
 mistake, 1 for a runtime failure, a traceback only with --debug / BASICSR_DEBUG=1 (basicsr/utils/cli.py)."""
-import importlib.util
 import os
 import signal
 import subprocess
@@ -10,19 +9,13 @@ import pytest
 import torch
 import yaml
 
+from data_helpers import load_script
 from engine_helpers import PYTHON, ROOT, run_script, tiny_options
 
 from basicsr.utils.cli import run_cli
 from basicsr.utils.img_util import write_image
 
 TINY_NET = {'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1], 'middle_blk_num': 1, 'dec_blk_nums': [1]}
-
-
-def script(name: str):
-    spec = importlib.util.spec_from_file_location(f'cli_{name}', ROOT / 'scripts' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(main, argv, capsys):
@@ -116,28 +109,18 @@ def test_demo_refused_or_unreadable_weights(tmp_path, tiny_weights, capsys, kind
     one_line(err, f'{kind}.pth')
 
 
-def test_demo_yaml_error_names_file_and_line(tmp_path, capsys):
-    opt = tmp_path / 'broken.yml'
-    opt.write_text('network_g:\n  type: NAFNet\n  width: [8\n')
+@pytest.mark.parametrize('name, text, words', [
+    ('broken.yml', 'network_g:\n  type: NAFNet\n  width: [8\n', ['line']),
+    ('nonet.yml', 'test: {pad_multiple: 8}\n', ["'network_g' is required"]),
+    ('word.yml', yaml.safe_dump({'network_g': dict(TINY_NET, width='sixteen')}),
+     ["'network_g.width'", 'must be int', "'sixteen'"]),
+], ids=['yaml_error_names_the_line', 'missing_network_g', 'network_argument_of_wrong_type'])
+def test_demo_bad_option_file_is_one_line_naming_it(tmp_path, capsys, name, text, words):
+    opt = tmp_path / name
+    opt.write_text(text)
     code, err = run(demo_main(), ['--opt', str(opt), '--output', str(tmp_path / 'o')], capsys)
     assert code == 2
-    one_line(err, 'broken.yml', 'line')
-
-
-def test_demo_missing_network_g(tmp_path, capsys):
-    opt = tmp_path / 'nonet.yml'
-    opt.write_text('test: {pad_multiple: 8}\n')
-    code, err = run(demo_main(), ['--opt', str(opt), '--output', str(tmp_path / 'o')], capsys)
-    assert code == 2
-    one_line(err, 'nonet.yml', "'network_g' is required")
-
-
-def test_demo_network_argument_of_wrong_type(tmp_path, capsys):
-    opt = tmp_path / 'word.yml'
-    opt.write_text(yaml.safe_dump({'network_g': dict(TINY_NET, width='sixteen')}))
-    code, err = run(demo_main(), ['--opt', str(opt), '--output', str(tmp_path / 'o')], capsys)
-    assert code == 2
-    one_line(err, 'word.yml', "'network_g.width'", 'must be int', "'sixteen'")
+    one_line(err, name, *words)
 
 
 @pytest.mark.parametrize('flags, words', [
@@ -211,8 +194,8 @@ def test_ensemble_table_for_another_number_of_models(tmp_path, capsys):
     write_image(tmp_path / 'gt' / 'x.png', rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     preds = [torch.rand(2, 3, 16, 16) * 255]
     EnsIR(bin_width=64).fit(preds, [torch.rand(3, 16, 16) * 255]).save(tmp_path / 'two.pth')
-    code, err = run(script('ensemble').main, ['apply', '--table', str(tmp_path / 'two.pth'), '--models', *models,
-                                              '--out', str(tmp_path / 'out')], capsys)
+    code, err = run(load_script('ensemble').main, ['apply', '--table', str(tmp_path / 'two.pth'), '--models', *models,
+                                                   '--out', str(tmp_path / 'out')], capsys)
     assert code == 2
     one_line(err, 'two.pth', 'M = 2', 'M = 3')
 
@@ -221,21 +204,21 @@ def test_eval_inference_modes_wrong_checkpoint(tmp_path, tiny_weights, capsys):
     opt, _ = tiny_weights
     bad = tmp_path / 'bad.pth'
     bad.write_bytes(b'not a checkpoint')
-    code, err = run(script('eval_inference_modes').main, ['--opt', str(opt), '--weights', str(bad),
-                                                          '--train-size', '16', '--modes', 'plain'], capsys)
+    code, err = run(load_script('eval_inference_modes').main, ['--opt', str(opt), '--weights', str(bad),
+                                                               '--train-size', '16', '--modes', 'plain'], capsys)
     assert code == 2
     one_line(err, 'bad.pth')
 
 
 def test_convert_checkpoint_missing_file(tmp_path, capsys):
-    code, err = run(script('convert_checkpoint').main, [str(tmp_path / 'none.pth'), str(tmp_path / 'out.pth'),
-                                                        '--type', 'MSRResNet'], capsys)
+    code, err = run(load_script('convert_checkpoint').main, [str(tmp_path / 'none.pth'), str(tmp_path / 'out.pth'),
+                                                             '--type', 'MSRResNet'], capsys)
     assert code == 2
     one_line(err, 'none.pth')
 
 
 def test_script_bad_flag_is_one_line(capsys):
-    code, err = run(script('check_pairs').main, ['gt', 'lq', '--no-such-flag'], capsys)
+    code, err = run(load_script('check_pairs').main, ['gt', 'lq', '--no-such-flag'], capsys)
     assert code == 2
     one_line(err, '--no-such-flag', '--help')
 

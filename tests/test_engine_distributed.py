@@ -4,12 +4,16 @@ import pytest
 from engine_helpers import PYTHON, ROOT, read_losses, run_script, tiny_options
 
 
+def train_one_process(tmp_path, total_iter: int, ckpt_freq: int) -> None:
+    """The reference: run 'one' in ``tmp_path/one`` trained by one process with the global batch 4."""
+    one = tiny_options(tmp_path / 'one', name='one', total_iter=total_iter, batch=4, ckpt_freq=ckpt_freq)
+    done = run_script([PYTHON, 'basicsr/train.py', '-opt', str(one)], cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_and_resume(tmp_path):
-    one = tiny_options(tmp_path / 'one', name='one', total_iter=4, batch=4, ckpt_freq=2)
-    r1 = run_script([PYTHON, 'basicsr/train.py', '-opt', str(one)], cwd=ROOT)
-    assert r1.returncode == 0, r1.stderr[-3000:]
-
+    train_one_process(tmp_path, total_iter=4, ckpt_freq=2)
     two = tiny_options(tmp_path / 'two', name='two', total_iter=2, batch=2, ckpt_freq=2)
     torchrun = [PYTHON, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29731',
                 'basicsr/train.py', '-opt', str(two)]
@@ -41,9 +45,7 @@ cleanup()
 @pytest.mark.slow
 def test_every_rank_holds_the_same_ema_as_the_one_process_run(tmp_path):
     import torch
-    one = tiny_options(tmp_path / 'one', name='one', total_iter=3, batch=4, ckpt_freq=3)
-    r1 = run_script([PYTHON, 'basicsr/train.py', '-opt', str(one)], cwd=ROOT)
-    assert r1.returncode == 0, r1.stderr[-3000:]
+    train_one_process(tmp_path, total_iter=3, ckpt_freq=3)
     two = tiny_options(tmp_path / 'two', name='two', total_iter=3, batch=2, ckpt_freq=3)
     r2 = run_script([PYTHON, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29761', '--no-python',
                      PYTHON, '-c', EMA_WORKER, str(two), str(tmp_path)], cwd=ROOT)

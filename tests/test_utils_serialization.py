@@ -1,5 +1,4 @@
 """safetensors as the shared weight format, and training states that load with ``weights_only=True``."""
-import importlib.util
 import json
 import random
 
@@ -11,7 +10,8 @@ from basicsr.archs import build_network
 from basicsr.archs.pretrained import load_pretrained, read_checkpoint
 from basicsr.utils.serialization import (GROUPS_KEY, NETWORK_KEY, UnreadableFileError, pickled_globals, read_weights,
                                          write_weights)
-from engine_helpers import ROOT, tiny_options
+from data_helpers import load_script
+from engine_helpers import tiny_options
 
 NET = {'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1], 'middle_blk_num': 1, 'dec_blk_nums': [1]}
 
@@ -23,13 +23,6 @@ def _weights(seed):
 
 def _equal(a, b):
     return list(sorted(a)) == list(sorted(b)) and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def _convert_script():
-    spec = importlib.util.spec_from_file_location('convert_checkpoint', ROOT / 'scripts' / 'convert_checkpoint.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_grouped_weights_round_trip_and_load_the_ema_copy(tmp_path):
@@ -61,7 +54,7 @@ def test_truncated_safetensors_is_reported(tmp_path):
 def test_convert_official_layout_to_safetensors_and_back(tmp_path, capsys):
     sd = _weights(3)
     torch.save({'state_dict': {f'module.{k}': v for k, v in sd.items()}, 'epoch': 7}, tmp_path / 'official.pth')
-    script = _convert_script()
+    script = load_script('convert_checkpoint')
     rc = script.main([str(tmp_path / 'official.pth'), str(tmp_path / 'm.safetensors'), '--type', 'NAFNet',
                       '--kwargs', json.dumps({k: v for k, v in NET.items() if k != 'type'})])
     assert rc == 0, capsys.readouterr().err
