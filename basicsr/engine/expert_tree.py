@@ -24,6 +24,7 @@ from typing import Any, Dict, List
 
 from basicsr.engine.sequential import Stage, StageRun, raise_option_problems, run_stages, stage_options
 
+
 def node_folder(root: Path, node_id: int) -> Path:
     """Run folder of node ``node_id`` of an expert-tree run rooted at ``root``."""
     return Path(root) / f'node{node_id}'

@@ -232,16 +232,15 @@ def result_or_exit(main: Callable[[List[str]], Any], argv: Sequence[str]) -> Any
     return results[0] if results else None
 
 
-def option_file_args(description: str, argv: Optional[Sequence[str]] = None,
-                     is_train: bool = False) -> Tuple[str, Dict[str, Any]]:
-    """The command line ``-opt FILE [--set KEY=VALUE ...]`` of a script that runs on one option file: the file's
-    path and its parsed options (a bad option file is a :class:`UsageError`, exit status 2)."""
+def option_file_args(description: str, argv: Optional[Sequence[str]] = None) -> Tuple[str, Dict[str, Any]]:
+    """The command line ``-opt FILE [--set KEY=VALUE ...]`` of a script that evaluates on one test option file:
+    the file's path and its parsed options (a bad option file is a :class:`UsageError`, exit status 2)."""
     from basicsr.utils.options import parse_options_or_exit
     parser = ArgumentParser(description=description)
     parser.add_argument('-opt', '--opt', required=True, help='test option YAML file')
     parser.add_argument('--set', nargs='*', action='extend', default=[], metavar='KEY=VALUE', help='override options')
     args = parser.parse_args(argv)
-    return args.opt, parse_options_or_exit(args.opt, args.set, is_train=is_train)
+    return args.opt, parse_options_or_exit(args.opt, args.set, is_train=False)
 
 
 @contextmanager
