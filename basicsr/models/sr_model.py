@@ -70,10 +70,18 @@ class SRModel(BaseModel):
         self.net_g_ema.eval()
 
     def setup_optimizers(self) -> None:
-        params = [p for p in self.net_g.parameters() if p.requires_grad]
-        optim = dict(self.opt['train']['optim_g'])
-        self.optimizer_g = self.get_optimizer(optim.pop('type'), params, **optim)
-        self.optimizers.append(self.optimizer_g)
+        self.optimizer_g = self._add_optimizer('optim_g', [p for p in self.net_g.parameters() if p.requires_grad])
+
+    def _add_optimizer(self, key: str, params: Any) -> torch.optim.Optimizer:
+        """The optimiser that ``train.<key>`` describes (``type`` plus its keyword arguments) over ``params``,
+        appended to ``self.optimizers`` (so checkpoints and schedulers include it)."""
+        train_opt = self.opt['train']
+        if not train_opt.get(key):
+            raise ValueError(f'train.{key} is required by {type(self).__name__} (e.g. {{type: Adam, lr: 1e-4}})')
+        optim = dict(train_opt[key])
+        optimizer = self.get_optimizer(optim.pop('type'), params, **optim)
+        self.optimizers.append(optimizer)
+        return optimizer
 
     def feed_data(self, data: Dict[str, Any]) -> None:
         self.lq = data['lq'].to(self.device)

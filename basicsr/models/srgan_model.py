@@ -47,13 +47,8 @@ class SRGANModel(SRModel):
         self.setup_schedulers()
 
     def setup_optimizers(self) -> None:
-        train_opt = self.opt['train']
-        for net, key, attr in ((self.net_g, 'optim_g', 'optimizer_g'), (self.net_d, 'optim_d', 'optimizer_d')):
-            if not train_opt.get(key):
-                raise ValueError(f'train.{key} is required by {type(self).__name__} (e.g. {{type: Adam, lr: 1e-4}})')
-            optim = dict(train_opt[key])
-            setattr(self, attr, self.get_optimizer(optim.pop('type'), net.parameters(), **optim))
-            self.optimizers.append(getattr(self, attr))
+        self.optimizer_g = self._add_optimizer('optim_g', self.net_g.parameters())
+        self.optimizer_d = self._add_optimizer('optim_d', self.net_d.parameters())
 
     def _set_d_grad(self, flag: bool) -> None:
         for p in self.net_d.parameters():
