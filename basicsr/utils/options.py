@@ -318,8 +318,9 @@ def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True,
     if isinstance(opt.get('expert_tree'), dict):
         from basicsr.engine.expert_tree import expert_tree_problems
         errors += expert_tree_problems(opt)
-    from basicsr.models.unirestorer_model import unirestorer_problems
-    errors += unirestorer_problems(opt)
+    if (opt.get('network_g') or {}).get('type') == 'UniRestorer':
+        from basicsr.models.unirestorer_model import unirestorer_problems
+        errors += unirestorer_problems(opt)
     errors = [_name_override(err, overrides) for err in errors]
     if len(errors) == 1:
         raise OptionError(f'option file {source}: {errors[0]}')
