@@ -253,3 +253,32 @@ def test_expert_tree_checks_iterations_against_the_tree(tmp_path):
     opt['train']['total_iter'] = 5
     with pytest.raises(OptionError, match=r"must equal the sum of the node runs \(8"):
         parse_options(write(tmp_path, 'bad', opt), is_train=True)
+
+
+def test_lora_experts_keep_the_root_as_their_frozen_base(tmp_path):
+    from basicsr.archs.lora_restormer_arch import LoRARestormer
+    from basicsr.engine.expert_tree import lora_spec
+    tree = make_tree(tmp_path)
+    root = {'type': 'Restormer', 'dim': 4, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
+            'heads': [1, 1, 1, 1], 'ffn_expansion_factor': 2.0}
+    opt = yaml.safe_load(expert_options(tmp_path, tree, level_iters=(2, 1, 1)).read_text())
+    opt['network_g'] = root
+    opt['expert_tree']['lora'] = {'r': 2, 'alpha': 4}
+    opt = parse_options(write(tmp_path, 'lora', opt), is_train=True)
+    runs = train_expert_tree(opt)
+    stages = [r.stage for r in runs]
+    assert stages[1].opt['network_g'] == lora_spec(root, {'r': 2, 'alpha': 4})
+    assert stages[1].opt['path']['pretrain_network_g'].endswith('node1/init_from_root.pth')
+    assert stages[3].opt['path']['pretrain_network_g'] == str(stages[1].weights)
+    base = weights(stages[0].weights)
+    for k in (1, 2, 3, 6):
+        sd = weights(stages[k].weights)
+        convs = [n for n in sd if n.endswith('.conv.weight')]
+        assert convs and all(torch.equal(sd[n], base[n.replace('.conv.', '.')]) for n in convs)  # frozen base
+        assert any(float(sd[n].abs().max()) > 0 for n in sd if n.endswith('lora_B'))  # the update trained
+    net = build_model(stages[4].opt).net_g
+    assert isinstance(net, LoRARestormer)
+    opt_bad = yaml.safe_load((tmp_path / 'lora.yml').read_text())
+    opt_bad['network_g'] = NAF
+    with pytest.raises(OptionError, match='needs a Restormer root expert'):
+        parse_options(write(tmp_path, 'bad_lora', opt_bad), is_train=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from torch import nn
 from basicsr.archs.restormer_arch import RestormerUNet
 from basicsr.utils.registry import ARCH_REGISTRY
 
-__all__ = ['LoRAConv2d', 'LoRARestormer']
+__all__ = ['LoRAConv2d', 'LoRARestormer', 'lora_state_from_base']
 
 
 class LoRAConv2d(nn.Module):
@@ -145,3 +145,23 @@ class LoRARestormer(RestormerUNet):
         super().__init__(inp_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads,
                          ffn_expansion_factor, bias, LayerNorm_type, dual_pixel_task, global_residual=True,
                          conv_for_level=conv_for_level, name='LoRARestormer')
+
+
+def lora_state_from_base(net: LoRARestormer, base: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A state dict for ``net`` whose base weights are those of a plain Restormer state dict ``base`` (conv
+    ``x.weight`` -> ``x.conv.weight``) and whose LoRA factors are ``net``'s own (initially a zero update):
+    UniRestorer's LoRA experts start from the root expert."""
+    out = {}
+    for key, value in net.state_dict().items():
+        src = key if key in base else key.replace('.conv.', '.')
+        if src in base and 'lora_' not in key:
+            if base[src].shape != value.shape:
+                raise ValueError(f'lora_state_from_base: {src} has shape {tuple(base[src].shape)}, the LoRA network '
+                                 f'expects {tuple(value.shape)} for {key}: build it with the base configuration')
+            out[key] = base[src]
+        elif 'lora_' in key:
+            out[key] = value
+        else:
+            raise KeyError(f'lora_state_from_base: the base state dict has no {src} (for {key}); is it a Restormer '
+                           f'of the same configuration?')
+    return out

@@ -275,10 +275,12 @@ def train_sequential(opt: Dict[str, Any]) -> List[StageRun]:
     return run_stages(opt, stages, lambda s: f"stage {s.index}/{len(stages)} (+{s.task}: {'+'.join(s.tasks)})")
 
 
-def run_stages(opt: Dict[str, Any], stages: List[Stage], describe: Callable[[Stage], str]) -> List[StageRun]:
+def run_stages(opt: Dict[str, Any], stages: List[Stage], describe: Callable[[Stage], str],
+               prepare: Optional[Callable[[Stage], None]] = None) -> List[StageRun]:
     """Train (or skip, when finished, or resume) each of ``stages`` in order, as one resumable run each; a
     stage is initialised from the weights its options name (``path.pretrain_network_g``). ``describe`` names a
-    stage in the log. Also used by UniRestorer's per-node expert training (:mod:`basicsr.engine.expert_tree`)."""
+    stage in the log; ``prepare(stage)`` runs (on rank 0) before a stage trains, e.g. to write its initial
+    weights. Also used by UniRestorer's per-node expert training (:mod:`basicsr.engine.expert_tree`)."""
     from basicsr.engine.trainer import Trainer
     from basicsr.utils.dist import barrier, get_dist_info
     from basicsr.utils.logger import get_logger
@@ -301,6 +303,10 @@ def run_stages(opt: Dict[str, Any], stages: List[Stage], describe: Callable[[Sta
             runs.append(StageRun(stage, skipped=True))
             continue
         logger.info(f'{where}: {stage.opt["train"]["total_iter"]} iterations in {stage.root}')
+        if prepare is not None:
+            if rank == 0:
+                prepare(stage)
+            barrier()
         losses = Trainer(stage.opt).train()
         _close_stage_log(stage, logger)
         barrier()

@@ -285,7 +285,8 @@ SCHEMA: Dict[str, Key] = {
         'stage_periods': Key((int, float, list, type(None)))}),
     'expert_tree': Key(dict, doc='UniRestorer experts, one run per tree node, basicsr/engine/expert_tree.py',
                        children={'tree_file': Key(str, required=True, path=True),
-                                 'level_iters': Key(list, required=True)}),
+                                 'level_iters': Key(list, required=True),
+                                 'lora': Key((dict, type(None)), doc='{r, alpha}: LoRA experts on the root')}),
     'unirestorer': Key(dict, doc='UniRestorerModel router training, basicsr/models/unirestorer_model.py', children={
         'tree_file': Key(str, required=True, path=True), 'experts_root': Key(OPT_STR, path=True),
         'encoder_weights': Key(OPT_STR, path=True), 'dg_weight': Key(NUM, default=0.1),
