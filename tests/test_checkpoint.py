@@ -2,6 +2,7 @@
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from basicsr.engine.checkpoint import (capture_rng_state, list_checkpoints, load_latest_checkpoint, restore_rng_state,
@@ -48,3 +49,26 @@ def test_rng_state_round_trip():
     restore_rng_state(state)
     b = (random.random(), np.random.rand(), torch.rand(1).item())
     assert a == b
+
+
+def test_a_kill_between_the_two_writes_never_leaves_a_checkpoint_without_its_digest(tmp_path, monkeypatch):
+    """Seen in a random-kill run: the checkpoint renamed into place, the .sha256 not yet written."""
+    import basicsr.engine.checkpoint as ckpt
+    real, calls = ckpt.atomic_write_bytes, []
+
+    def killed_after_first(data, path):
+        if calls:
+            raise KeyboardInterrupt('killed')  # stands in for SIGKILL between the two renames
+        calls.append(path)
+        return real(data, path)
+
+    save_checkpoint({'iter': 3}, tmp_path, 3)
+    monkeypatch.setattr(ckpt, 'atomic_write_bytes', killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({'iter': 6, 'w': torch.ones(2)}, tmp_path, 6)
+    for pth in tmp_path.glob('ckpt_*.pth'):
+        assert pth.with_name(pth.name + '.sha256').exists(), pth.name
+    monkeypatch.setattr(ckpt, 'atomic_write_bytes', real)
+    assert load_latest_checkpoint(tmp_path)['iter'] == 3
+    save_checkpoint({'iter': 6}, tmp_path, 6)  # the next save of that iteration rewrites both
+    assert load_latest_checkpoint(tmp_path)['iter'] == 6

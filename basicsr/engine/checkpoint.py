@@ -35,8 +35,10 @@ def atomic_torch_save(obj: Any, path: str | Path) -> str:
     torch.save(obj, buf)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    atomic_write_bytes(data, path)  # an OSError names the file
+    # the side file first: a kill between the two renames leaves a digest without its checkpoint (ignored, and
+    # rewritten by the next save of that iteration), never a checkpoint whose digest is missing or stale
     atomic_write_bytes((digest + '\n').encode(), path.with_name(path.name + '.sha256'))
+    atomic_write_bytes(data, path)  # an OSError names the file
     _fsync_dir(path.parent)
     return digest
 
