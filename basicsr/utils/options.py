@@ -478,8 +478,8 @@ def parse_options(opt_path: str | Path, overrides: Sequence[str] = (), is_train:
 def run_folder(key: str, given: Optional[str], default: Path, name: str, source: str) -> Path:
     """The folder run ``name`` writes to (``path.<key>``, else ``default``) with symlinks and '..' resolved.
 
-    A folder that resolves elsewhere than it reads is reported (a warning naming both); one inside the folder of
-    another run (a folder holding an ``options_resolved.yml`` of another name, or any run's folder above it) is
+    A folder that resolves elsewhere than it reads is reported (a warning naming both); the folder of another
+    run, or a folder inside it (the run's folder holds an ``options_resolved.yml`` with another ``name``), is
     refused, so a run never writes into another experiment's checkpoints and logs.
     """
     import logging
@@ -497,7 +497,7 @@ def run_folder(key: str, given: Optional[str], default: Path, name: str, source:
             other = (yaml.safe_load(record.read_text(encoding='utf-8')) or {}).get('name')
         except (yaml.YAMLError, OSError, AttributeError):
             other = None
-        if owner != folder or other != name:
+        if other != name:
             raise OptionError(f'option file {source}: {where} leads to {folder}, inside the folder {owner} of run '
                               f"{other!r} (its options_resolved.yml); choose a folder of run {name!r} of its own")
     return folder
