@@ -57,8 +57,11 @@ def _lora_problems(opt: Dict[str, Any], lora: Any) -> List[str]:
     return []
 
 
-def expert_tree_problems(opt: Dict[str, Any]) -> List[str]:
-    """Problems of the ``expert_tree`` block against the tree file and the rest of ``opt``."""
+def expert_tree_problems(opt: Dict[str, Any], check_paths: bool = True) -> List[str]:
+    """Problems of the ``expert_tree`` block against the tree file and the rest of ``opt``.
+
+    With ``check_paths`` false (the file is checked before the clustering step has written its tree) a
+    missing tree file is not a problem; the checks that need the tree are then left for the run itself."""
     from basicsr.utils.degradation_tree import load_tree
     block = opt.get('expert_tree')
     if not isinstance(block, dict):
@@ -67,7 +70,9 @@ def expert_tree_problems(opt: Dict[str, Any]) -> List[str]:
         return ["'expert_tree' and 'sequential' cannot be combined"]
     try:
         tree = load_tree(block.get('tree_file', ''))
-    except (FileNotFoundError, ValueError) as exc:
+    except FileNotFoundError as exc:
+        return [f"'expert_tree.tree_file': {exc}"] if check_paths else _lora_problems(opt, block.get('lora'))
+    except ValueError as exc:
         return [f"'expert_tree.tree_file': {exc}"]
     iters = block.get('level_iters')
     levels = tree['levels']

@@ -318,7 +318,7 @@ def validate_options(opt: Dict[str, Any], source: str, check_paths: bool = True,
         errors += sequential_problems(opt)
     if isinstance(opt.get('expert_tree'), dict):
         from basicsr.engine.expert_tree import expert_tree_problems
-        errors += expert_tree_problems(opt)
+        errors += expert_tree_problems(opt, check_paths)
     if (opt.get('network_g') or {}).get('type') == 'UniRestorer':
         from basicsr.models.unirestorer_model import unirestorer_problems
         errors += unirestorer_problems(opt)
