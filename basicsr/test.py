@@ -92,6 +92,10 @@ def run_tests(opt: dict) -> dict:
                 skipped = f', {len(res["skipped"])} skipped (skip_bad, see metrics.json)' if res['skipped'] else ''
                 logger.info(f'{name}: {len(res["images"])} images{skipped}, {means} [{res["metric_spec"]}] '
                             f'({elapsed:.1f}s)')
+                if res['task_accuracy']:  # test.task_classifier on a set with task labels
+                    acc = res['task_accuracy']
+                    per_task = ', '.join(f'{k}: {v:.4f}' for k, v in acc['per_task'].items())
+                    logger.info(f"{name}: task classifier accuracy {acc['overall']:.4f} ({per_task})")
     finally:
         cleanup()
     return summary

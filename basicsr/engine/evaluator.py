@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from basicsr.archs.conditions import condition_kwargs
+from basicsr.inference.task_classifier import task_accuracy, task_record
 from basicsr.utils.dist import all_gather_objects, get_dist_info
 from basicsr.utils.img_util import tensor2img, write_image
 
@@ -112,7 +113,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
             ``save_extra_outputs``).
     Returns:
         ``{'mean': {metric: value}, 'images': [{'name', metric...}], 'skipped': [{'name', 'reason'}],
-        'metric_spec': str, 'preview': (C, H, W) input | output | gt of the first image (rank 0)}``.
+        'task_accuracy': the task classifier's accuracy on labelled samples ({} without), 'metric_spec': str,
+        'preview': (C, H, W) input | output | gt of the first image (rank 0)}``.
         ``skipped``: samples a ``skip_bad`` dataset could not load and files it left out when built
         (:attr:`~basicsr.data.base_dataset.RestorationDataset.excluded`); they are not in the means.
     """
@@ -139,6 +141,8 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
         rec: Dict[str, Any] = {'name': name, 'index': idx}
         routing = getattr(pipeline, 'routing_records', lambda: [])()
         rec.update(routing[0] if routing else {})  # routed networks (UniRestorer): leaf, level, expert
+        if getattr(pipeline, 'task_classifier', None) is not None:  # its accuracy on labelled sets
+            rec.update(task_record(pipeline.task_classifier, lq, item))
         gt = item.get('gt')
         if gt is not None:
             gt = gt.float().cpu()
@@ -174,7 +178,7 @@ def evaluate(pipeline: Callable[[torch.Tensor], Any], dataset: Any, val_opt: Dic
     keys = [k for k, v in (gathered[0] if gathered else {}).items()
             if k not in ('name', 'index') and isinstance(v, float)]  # metrics, not routing ids / names
     mean = {k: float(np.mean([r[k] for r in gathered])) for k in keys}
-    return {'mean': mean, 'images': gathered, 'skipped': skipped,
+    return {'mean': mean, 'images': gathered, 'skipped': skipped, 'task_accuracy': task_accuracy(gathered),
             'metric_spec': getattr(scorer, 'description', 'none'), 'preview': preview}
 
 
@@ -191,6 +195,8 @@ def write_results(result: Dict[str, Any], folder: Path, dataset_name: str, extra
                           'metrics': result['metric_spec'], **(extra or {})}
     if skipped:
         data[dataset_name].update({'num_skipped': len(skipped), 'skipped': skipped})
+    if result.get('task_accuracy'):
+        data[dataset_name]['task_accuracy'] = result['task_accuracy']
     json_path.write_text(json.dumps(data, indent=2))
     rows = result['images']
     keys = [k for k in (rows[0] if rows else {'name': None}) if k != 'index']

@@ -11,7 +11,8 @@ models; also on out-of-distribution and real-world sets, where no label exists).
         param_key: params                        # optional, default 'auto'
 
 A dataset that does provide ``task`` keeps its label (the oracle prompt); the classifier only fills it in
-when it is missing.
+when it is missing. On such labelled sets test.py still runs the classifier to report its accuracy
+(:func:`task_record`, :func:`task_accuracy`: overall and per task, in the log and ``metrics.json``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from typing import Any, Dict, List, Mapping
 import torch
 from torch import Tensor, nn
 
-__all__ = ['TaskClassifier', 'build_task_classifier', 'fill_task', 'task_classifier_problems']
+__all__ = ['TaskClassifier', 'build_task_classifier', 'fill_task', 'task_accuracy', 'task_classifier_problems',
+           'task_record']
 
 _KEYS = ('network', 'weights', 'param_key')
 
@@ -83,3 +85,26 @@ def fill_task(conditions: Dict[str, Any], classifier: TaskClassifier, lq: Tensor
     if 'task' in conditions:
         return conditions
     return {**conditions, 'task': classifier(lq)}
+
+
+def task_record(classifier: TaskClassifier, lq: Tensor, item: Mapping[str, Any]) -> Dict[str, Any]:
+    """Per-image fields for the classifier's accuracy on a labelled sample: ``task`` (the label), ``task_name``
+    (the dataset's name for it, else the label) and ``task_pred`` (the classifier's id for ``lq`` (1, C, H, W));
+    {} when ``item`` has no ``task``."""
+    if item.get('task') is None:
+        return {}
+    label = int(torch.as_tensor(item['task']).reshape(-1)[0])
+    return {'task': label, 'task_name': str(item.get('task_name', label)), 'task_pred': int(classifier(lq)[0])}
+
+
+def task_accuracy(records: List[Mapping[str, Any]]) -> Dict[str, Any]:
+    """``{'overall': fraction, 'per_task': {task name: fraction}, 'num_images': n}`` over the records that
+    carry ``task_pred`` (see :func:`task_record`); {} when none does."""
+    rows = [r for r in records if 'task_pred' in r]
+    if not rows:
+        return {}
+    hits: Dict[str, List[bool]] = {}
+    for r in rows:
+        hits.setdefault(r['task_name'], []).append(r['task_pred'] == r['task'])
+    return {'overall': sum(sum(h) for h in hits.values()) / len(rows),
+            'per_task': {name: sum(h) / len(h) for name, h in sorted(hits.items())}, 'num_images': len(rows)}
