@@ -234,11 +234,14 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line flags of the ``speed`` block (shared by test.py, train.py and demo.py)."""
     group = parser.add_argument_group('speed (the speed: option block)')
     group.add_argument('--compile', nargs='?', const='default', default=None, choices=COMPILE_MODES, metavar='MODE',
-                       help='torch.compile the network (speed.compile; MODE default|reduce-overhead|max-autotune)')
-    group.add_argument('--channels-last', action='store_true', help='NHWC memory format (speed.channels_last)')
+                       help='torch.compile the network (MODE default|reduce-overhead|max-autotune; default: '
+                       'speed.compile of the option file, else off)')
+    group.add_argument('--channels-last', action='store_true', help='NHWC memory format (default: speed.channels_last of the option file, else off)')
     group.add_argument('--autocast', choices=sorted(AUTOCAST_DTYPES), default=None,
-                       help='run the network in bf16 (CPU/CUDA) or fp16 (CUDA) (speed.autocast)')
-    group.add_argument('--cudnn-benchmark', action='store_true', help='cuDNN autotuner (speed.cudnn_benchmark)')
+                       help='run the network in bf16 (CPU/CUDA) or fp16 (CUDA) (default: speed.autocast of the option '
+                       'file, else off: fp32)')
+    group.add_argument('--cudnn-benchmark', action='store_true', help='cuDNN autotuner (default: speed.cudnn_benchmark of the option '
+                       'file, else off)')
 
 
 def _flag_values(args: argparse.Namespace) -> Dict[str, Any]:
