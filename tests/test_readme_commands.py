@@ -108,9 +108,9 @@ def test_bundled_model_test_command_says_to_prepare_the_data_first():
     cmd = 'python basicsr/test.py -opt options/test/NAFNet_w16_denoise_color_sigma25_CBSD68.yml'
     starts = [m.start() for m in re.finditer(re.escape(cmd), README)]
     assert starts
-    for i in starts:  # the preparation step sits in the same code block, just above
-        block = README[README.rindex('```', 0, i):i]
-        assert 'python scripts/prepare_denoise_data.py' in block
+    for i in starts:  # the preparation step sits just above: in the same code block or the same paragraph
+        block = README[max(README.rindex('```', 0, i), README.rindex('\n\n', 0, i)):i]
+        assert 'python scripts/prepare_denoise_data.py' in block, README[i - 200:i]
 
 
 @pytest.mark.slow
