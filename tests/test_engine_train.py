@@ -44,9 +44,9 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
                             env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not (states / 'ckpt_00000002.pth.sha256').exists() and time.time() < deadline:
+    while not (states / 'ckpt_00000002.pth').exists() and time.time() < deadline:
         time.sleep(0.005)
-    assert (states / 'ckpt_00000002.pth.sha256').exists(), 'no checkpoint at iteration 2 within 240 s'
+    assert (states / 'ckpt_00000002.pth').exists(), 'no checkpoint at iteration 2 within 240 s'
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # the kill must land mid-run, or resuming would check nothing
