@@ -78,6 +78,29 @@ def test_channels_last_matches_plain_in_fp32(make):
     assert list(fast.state_dict()) == list(make().state_dict())
 
 
+@pytest.mark.parametrize('norm', ['LayerNorm2d', 'WithBias'])
+def test_channel_layer_norm_on_nhwc_keeps_nhwc_and_matches_the_composite_formula(norm):
+    from basicsr.archs.conv_blocks import LayerNorm2d
+    from basicsr.archs.transformer_blocks import WithBiasLayerNorm
+    torch.manual_seed(0)
+    layer = LayerNorm2d(6) if norm == 'LayerNorm2d' else WithBiasLayerNorm(6)
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.uniform_(-0.5, 0.5)
+    x = (torch.randn(2, 6, 5, 7) * 3 + 1).requires_grad_()
+    x_cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    mu = x.mean(1, keepdim=True)
+    eps = getattr(layer, 'eps', 1e-5)  # WithBias: the official 1e-5
+    ref = (x - mu) / ((x - mu).pow(2).mean(1, keepdim=True) + eps).sqrt()
+    ref = ref * layer.weight.view(1, -1, 1, 1) + layer.bias.view(1, -1, 1, 1)
+    out, out_cl = layer(x), layer(x_cl)
+    assert out.is_contiguous() and out_cl.is_contiguous(memory_format=torch.channels_last) and not out_cl.is_contiguous()
+    assert (out - ref).abs().max() < 1e-5 and (out_cl - ref).abs().max() < 1e-5
+    grad = torch.randn_like(ref)
+    g_ref = torch.autograd.grad(ref, x, grad, retain_graph=True)[0]
+    assert (torch.autograd.grad(out_cl, x_cl, grad)[0] - g_ref).abs().max() < 1e-4
+
+
 def test_bf16_autocast_is_close_and_returns_float32():
     net = tiny_nafnet()
     x = torch.rand(1, 3, 32, 32)

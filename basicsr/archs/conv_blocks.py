@@ -23,6 +23,22 @@ def conv_same(in_channels: int, out_channels: int, kernel_size: int, bias: bool 
 
 
 # ---------------------------------------------------------------------------------------------- norms
+def is_channels_last(x: Tensor) -> bool:
+    """True for a 4-D map stored NHWC (``speed.channels_last``) and not also plain NCHW-contiguous."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def channel_layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+    """Layer norm over the channels of a (B, C, H, W) map with the fused kernel, on its NHWC view.
+
+    For an NHWC input the view is free and the result stays NHWC: one pass instead of the five
+    element-wise passes of mean/var over dim 1 (4-6x faster on CPU). An NCHW input is copied to NHWC and
+    back (returned NCHW-contiguous). Same value as the composite formula up to float rounding (~1e-6).
+    """
+    out = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), weight, bias, eps).permute(0, 3, 1, 2)
+    return out if is_channels_last(x) else out.contiguous()
+
+
 class _LayerNorm2dFunction(torch.autograd.Function):
     """Channel layer norm with a hand-written backward that keeps only ``y`` and ``var`` alive.
 
@@ -49,7 +65,11 @@ class _LayerNorm2dFunction(torch.autograd.Function):
 
 
 class LayerNorm2d(nn.Module):
-    """Layer norm over the channel axis of a (B, C, H, W) map, with per-channel affine (NAFNet)."""
+    """Layer norm over the channel axis of a (B, C, H, W) map, with per-channel affine (NAFNet).
+
+    NCHW inputs use the official composite formula (bit-compatible with the reference code); NHWC inputs
+    (``speed.channels_last``) the fused kernel, within ~1e-6 of it.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -58,6 +78,8 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
+        if is_channels_last(x):  # the fused kernel on the free NHWC view (speed.channels_last)
+            return channel_layer_norm(x, self.weight, self.bias, self.eps)
         return _LayerNorm2dFunction.apply(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from basicsr.archs.conv_blocks import channel_layer_norm
+
 ConvFactory = Callable[..., nn.Module]
 
 __all__ = ['BiasFreeLayerNorm', 'WithBiasLayerNorm', 'LayerNorm', 'LAYER_NORM_TYPES', 'transposed_attention',
@@ -47,9 +49,8 @@ class WithBiasLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the fused kernel on a channels-last view is ~2x faster than mean/var over dim 1 on CPU
-        out = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, _EPS)
-        return out.permute(0, 3, 1, 2).contiguous()
+        # the fused kernel on an NHWC view is ~2x faster than mean/var over dim 1 on CPU even with the copies
+        return channel_layer_norm(x, self.weight, self.bias, _EPS)
 
 
 LAYER_NORM_TYPES: Dict[str, Type[nn.Module]] = {'BiasFree': BiasFreeLayerNorm, 'WithBias': WithBiasLayerNorm}
