@@ -7,10 +7,17 @@ measures how many training samples per second the data pipeline delivers on its 
     python scripts/benchmark_train.py                      # bundled-model recipe, 40 timed iterations
     python scripts/benchmark_train.py --opt options/train/X.yml --iters 100 --threads 2
     python scripts/benchmark_train.py --workers 0 1 2 --step-seconds 0.25   # loader vs a (GPU) step of 0.25 s
+    python scripts/benchmark_train.py --opt options/train/official/Restormer-GaussianColorDenoising.yml \
+        --loader-only --gpu-tflops 100 --set datasets.train.dataroot_gt=../shared/data/Kodak24
+
+``--loader-only`` skips the two training loops (networks too large to step on a CPU). ``--gpu-tflops T``
+estimates the step of a GPU sustaining T TFLOP/s: 3 x the forward FLOPs of one batch (backward ~ 2 x forward)
+/ T; the table then says how many loader workers deliver 4x what that step consumes.
 """
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import tempfile
 import time
@@ -24,6 +31,7 @@ import torch  # noqa: E402
 from basicsr.archs import build_network  # noqa: E402
 from basicsr.losses import build_loss  # noqa: E402
 from basicsr.utils.cli import ArgumentParser, run_cli  # noqa: E402
+from basicsr.utils.model_stats import count_flops, example_input  # noqa: E402
 from basicsr.utils.options import parse_options  # noqa: E402
 
 DEFAULT_OPT = ROOT / 'options' / 'train' / 'NAFNet_w16_denoise_color_sigma25.yml'
@@ -87,6 +95,15 @@ def bench_loader(opt: dict, batches: int, workers: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def step_flops(opt: dict) -> float:
+    """FLOPs of one training step of ``opt``'s network on one batch (3 x forward: backward costs ~2 x forward)."""
+    ds = opt['datasets']['train']
+    net = build_network(opt['network_g'])
+    size = ds.get('gt_sizes', [ds.get('gt_size', 64)])[0]  # progressive recipes: the first stage
+    batch = ds.get('mini_batch_sizes', [ds.get('batch_size_per_gpu', 1)])[0]
+    return 3.0 * count_flops(net, example_input(net, opt['network_g'], [size, size], batch))
+
+
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument('--opt', type=Path, default=DEFAULT_OPT)
@@ -98,6 +115,9 @@ def main() -> None:
                         help='option overrides for the trainer, e.g. speed.channels_last=true train.amp=bf16')
     parser.add_argument('--workers', type=int, nargs='+', default=[0, 2],
                         help='loader worker counts to measure (num_worker_per_gpu; default: %(default)s)')
+    parser.add_argument('--loader-only', action='store_true', help='only the data loader (no training loops)')
+    parser.add_argument('--gpu-tflops', type=float, default=None,
+                        help='estimate a GPU step from the network FLOPs at this sustained TFLOP/s')
     parser.add_argument('--step-seconds', type=float, default=None,
                         help='also compare the loader with a training step of this many seconds (e.g. measured on '
                              'a GPU: the loader must deliver a batch in well under one step)')
@@ -108,29 +128,44 @@ def main() -> None:
                      'logger.save_checkpoint_freq=0', 'val.val_freq=0'] + list(args.set)
         opt = parse_options(args.opt, overrides, is_train=True, root=ROOT)
         torch.manual_seed(0)
-        bare = bench_bare(opt, args.warmup, args.iters)
-        trainer = bench_trainer(opt, args.warmup, args.iters)
+        bare = None if args.loader_only else bench_bare(opt, args.warmup, args.iters)
+        trainer = None if args.loader_only else bench_trainer(opt, args.warmup, args.iters)
         loaders = {w: bench_loader(opt, args.loader_batches, w) for w in args.workers}
     ds = opt['datasets']['train']
+    batch = ds.get('batch_size_per_gpu', 1)  # loader samples per step (a progressive hook crops them smaller)
+    steps = {}
+    if trainer:
+        steps['this CPU trainer step'] = trainer
+    if args.step_seconds:
+        steps[f'a {args.step_seconds:g} s step'] = args.step_seconds
+    if args.gpu_tflops:
+        flops = step_flops(opt)
+        steps[f'a GPU step at {args.gpu_tflops:g} TFLOP/s ({flops / 1e12:.2f} TFLOP per step)'] = \
+            flops / (args.gpu_tflops * 1e12)
     print(f"\nnetwork {opt['network_g']['type']} {({k: v for k, v in opt['network_g'].items() if k != 'type'})}, "
           f"batch {ds.get('batch_size_per_gpu')} x {ds.get('gt_size')} px, {args.threads} thread(s), "
           f'{args.iters} timed iterations, device {"cuda" if torch.cuda.is_available() else "cpu"}, '
           f"speed {opt.get('speed') or 'off'}\n")
     print('| measurement | value |')
     print('|---|---|')
-    print(f'| bare loop, s/iter | {bare:.4f} |')
-    print(f'| trainer (data, hooks, EMA, logging), s/iter | {trainer:.4f} |')
-    print(f'| trainer / bare | {trainer / bare:.3f}x (target <= 1.10x) |')
-    batch = ds.get('batch_size_per_gpu', 1)
-    print(f'| training step consumes, samples/s (batch / trainer s/iter) | {batch / trainer:.1f} |')
+    if trainer:
+        print(f'| bare loop, s/iter | {bare:.4f} |')
+        print(f'| trainer (data, hooks, EMA, logging), s/iter | {trainer:.4f} |')
+        print(f'| trainer / bare | {trainer / bare:.3f}x (target <= 1.10x) |')
+    for label, seconds in steps.items():
+        print(f'| {label} consumes, samples/s (batch {batch} / {seconds:.4f} s) | {batch / seconds:.1f} |')
     for workers, rate in loaders.items():
         extra = f", prefetch_factor {ds.get('prefetch_factor', 2)}, persistent" if workers else ''
-        print(f'| data loader alone, samples/s ({workers} workers{extra}) | {rate:.1f} '
-              f'({rate * trainer / batch:.1f}x the step) |')
-    if args.step_seconds:
-        best = max(loaders.values())
-        print(f'| best loader vs a {args.step_seconds:g} s step ({batch / args.step_seconds:.1f} samples/s) | '
-              f'{best * args.step_seconds / batch:.1f}x |')
+        versus = ', '.join(f'{rate * s / batch:.1f}x {label.split(" (")[0]}' for label, s in steps.items())
+        print(f'| data loader alone, samples/s ({workers} workers{extra}) | {rate:.1f}'
+              + (f' ({versus})' if versus else '') + ' |')
+    per_worker = max((rate / w for w, rate in loaders.items() if w), default=None)
+    if per_worker:
+        print(f'| samples/s per worker (best measured) | {per_worker:.1f} |')
+        for label, seconds in steps.items():
+            need = math.ceil(4 * batch / seconds / per_worker)
+            print(f'| workers for 4x {label.split(" (")[0]} (at {per_worker:.1f} samples/s each, one core each) '
+                  f'| {need} |')
 
 
 if __name__ == '__main__':

@@ -275,3 +275,23 @@ def test_loader_workers_are_persistent_and_prefetch():
     loader = build_dataloader(data, {'batch_size_per_gpu': 2, 'num_worker_per_gpu': 2, 'prefetch_factor': 3})
     assert loader.persistent_workers and loader.prefetch_factor == 3 and loader.num_workers == 2
     assert sorted(float(v) for (batch, ) in loader for v in batch) == list(range(8))
+
+
+class _OpenCVThreads(torch.utils.data.Dataset):
+    """Each sample is the number of threads OpenCV would use in the process that loads it."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        import cv2
+        return cv2.getNumThreads()
+
+
+def test_loader_workers_run_opencv_single_threaded():
+    import cv2
+    from basicsr.data.loader import build_dataloader
+    loader = build_dataloader(_OpenCVThreads(), {'batch_size_per_gpu': 1, 'num_worker_per_gpu': 1})
+    if cv2.getNumThreads() < 2:
+        pytest.skip('OpenCV runs single-threaded in this process already (one core)')
+    assert [int(b) for b in loader] == [1, 1]  # the main process keeps its pool

@@ -5,6 +5,7 @@ import random
 from functools import partial
 from typing import Any, Dict, Optional, Union
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -12,8 +13,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from basicsr.data.prefetcher import CPUPrefetcher, CUDAPrefetcher
 
 
-def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
-    """Seed global RNGs of a worker (datasets here use per-sample generators; this covers third-party code)."""
+def _init_worker(worker_id: int, seed: int, rank: int) -> None:
+    """Start a loader worker: seed its global RNGs (datasets here use per-sample generators; this covers
+    third-party code) and keep OpenCV single-threaded (each worker already has a core; OpenCV's own pool in
+    every worker would oversubscribe the machine, as torch does not, since it gives workers one thread)."""
+    cv2.setNumThreads(0)
     ss = np.random.SeedSequence([seed % (2 ** 63), rank, worker_id])
     np.random.seed(ss.generate_state(1)[0])
     random.seed(int(ss.generate_state(1, np.uint64)[0]))
@@ -61,7 +65,7 @@ def build_dataloader(dataset: Dataset, opt: Dict[str, Any], num_gpu: int = 1, di
     if num_workers > 0:
         kwargs['persistent_workers'] = bool(opt.get('persistent_workers', True))
         kwargs['prefetch_factor'] = int(opt.get('prefetch_factor', 2))
-        kwargs['worker_init_fn'] = partial(_seed_worker, seed=seed, rank=rank)
+        kwargs['worker_init_fn'] = partial(_init_worker, seed=seed, rank=rank)
     if batch_sampler is not None:
         for key in ('batch_size', 'shuffle', 'sampler', 'drop_last'):
             kwargs.pop(key)
