@@ -9,7 +9,9 @@
    outputs. ``--channels-last`` / ``--autocast bf16`` run every mode with those fast paths (the ``speed:`` block).
 
 Weights are random (the zero-initialised NAFNet residual scales are re-drawn so that every block acts);
-speed and memory do not depend on them.
+speed and memory do not depend on them. ``--device cuda`` (the default when CUDA is available) runs the network
+on the GPU: times are then synchronized wall seconds, the 4K image stays in host memory (tiles are copied to
+the device per call, as ``test.py`` does) and the table adds the device's peak allocated memory.
 
     python scripts/benchmark_inference.py [--width 16] [--threads 1] [--repeats 3] [--skip-whole-4k | --skip-4k]
     python scripts/benchmark_inference.py --skip-tlc --skip-whole-4k --compare-unbatched --batch 4 --threads 2
@@ -83,18 +85,32 @@ def test_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
     return (clean + torch.randn(clean.shape, generator=gen) * 25 / 255).clamp(0, 1)
 
 
-def time_forwards(fns: List, x: torch.Tensor, repeats: int) -> List[float]:
-    """Median CPU seconds (``time.process_time``) per network, runs interleaved. CPU time, unlike wall time,
-    hardly depends on other processes competing for the cores (with one thread it is the work done)."""
+class Clock:
+    """Seconds of work on ``device``: CPU seconds of the process (``time.process_time``; unlike wall time it
+    hardly depends on other processes competing for the cores) on CPU, synchronized wall seconds on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == 'cuda'
+        self.unit = 'wall seconds (synchronized)' if self.cuda else 'CPU seconds (all threads)'
+
+    def now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return time.perf_counter()
+        return time.process_time()
+
+
+def time_forwards(fns: List, x: torch.Tensor, repeats: int, clock: Clock) -> List[float]:
+    """Median seconds (``clock``) per network, runs interleaved."""
     times: List[List[float]] = [[] for _ in fns]
     with torch.no_grad():
         for fn in fns:
             fn(x)
         for _ in range(repeats):
             for fn, t in zip(fns, times):
-                t0 = time.process_time()
+                t0 = clock.now()
                 fn(x)
-                t.append(time.process_time() - t0)
+                t.append(clock.now() - t0)
     return [float(np.median(t)) for t in times]
 
 
@@ -103,20 +119,28 @@ def peak_rss_mb() -> float:
 
 
 def run_4k(mode: str, width: int, out_path: str, tile: int, overlap: int, size: List[int],
-           speed: Dict[str, object]) -> Dict[str, float]:
+           speed: Dict[str, object], device: torch.device) -> Dict[str, float]:
     """One 4K inference in this process (called in a fresh subprocess); saves the output. ``mode``: 'whole' or
     'tiled:B' (B tiles per network call)."""
-    net = make_net(width)
+    net = make_net(width).to(device)
     x = test_image(*size)
+    if mode == 'whole':
+        x = x.to(device)
     gc.collect()
     opt = {'tile': {'size': tile, 'overlap': overlap, 'batch': int(mode.split(':')[1])}} if mode != 'whole' else {}
     pipe = build_inference(net, opt, speed=speed)
+    clock = Clock(device)
+    if clock.cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     with PeakRSS() as mem:
-        t0 = time.process_time()
+        t0 = clock.now()
         out = pipe(x)
-        seconds = time.process_time() - t0
-    torch.save(out, out_path)
-    return {'seconds': seconds, 'peak_rss_mb': peak_rss_mb(), 'rss_before_mb': mem.start, 'rss_added_mb': mem.added}
+        seconds = clock.now() - t0
+    torch.save(out.cpu(), out_path)
+    result = {'seconds': seconds, 'peak_rss_mb': peak_rss_mb(), 'rss_before_mb': mem.start, 'rss_added_mb': mem.added}
+    if clock.cuda:
+        result['device_peak_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return result
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -146,16 +170,21 @@ def main() -> None:
                         help='the large image (default: 4K)')
     parser.add_argument('--channels-last', action='store_true', help='speed.channels_last in every 4K mode')
     parser.add_argument('--autocast', choices=['bf16'], default=None, help='speed.autocast in every 4K mode')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='where the network runs (default: %(default)s)')
     parser.add_argument('--run-4k', help=argparse.SUPPRESS)
     parser.add_argument('--out', help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     speed = {'channels_last': args.channels_last, 'autocast': args.autocast or False}
+    device = torch.device(args.device)
     if args.run_4k:  # child process: one measurement, JSON on stdout
-        print(json.dumps(run_4k(args.run_4k, args.width, args.out, args.tile, args.overlap, args.size, speed)))
+        print(json.dumps(run_4k(args.run_4k, args.width, args.out, args.tile, args.overlap, args.size, speed,
+                                device)))
         return
-    print(f'device cpu, torch {torch.__version__}, {args.threads} thread(s)')
+    name = f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else ''
+    print(f'device {device}{name}, torch {torch.__version__}, {args.threads} thread(s)')
     if not args.skip_tlc:
         tlc_table(args)
     if not args.skip_4k:
@@ -164,15 +193,17 @@ def main() -> None:
 
 def tlc_table(args: argparse.Namespace) -> None:
     """TLC overhead on a 720x1280 image."""
-    net = make_net(args.width)
-    x = test_image(720, 1280)
+    device = torch.device(args.device)
+    clock = Clock(device)
+    net = make_net(args.width).to(device)
+    x = test_image(720, 1280).to(device)
     nets = [net] + [to_local(net, train_size=(1, 3, 256, 256), fast_imp=fast) for fast in (False, True)]
-    seconds = time_forwards(nets, x, args.repeats)
+    seconds = time_forwards(nets, x, args.repeats, clock)
     rows = [[label, f'{t:.2f}', f'{t / seconds[0]:.2f}x'] for label, t in
             zip(('NAFNet (global pooling)', 'TLC exact', 'TLC fast_imp'), seconds)]
-    print(f'TLC overhead, NAFNet width {args.width} (GoPro layout), 720x1280, CPU, {args.threads} thread(s), '
+    print(f'TLC overhead, NAFNet width {args.width} (GoPro layout), 720x1280, {device}, {args.threads} thread(s), '
           f'median of {args.repeats} interleaved runs')
-    print(table(rows, ['network', 'CPU seconds', 'vs unconverted']))
+    print(table(rows, ['network', clock.unit, 'vs unconverted']))
 
 
 def large_table(args: argparse.Namespace, speed: Dict[str, object]) -> None:
@@ -186,7 +217,8 @@ def large_table(args: argparse.Namespace, speed: Dict[str, object]) -> None:
             outputs[mode] = os.path.join(tmp, f'{mode.replace(":", "_")}.pt')
             cmd = [sys.executable, __file__, '--run-4k', mode, '--out', outputs[mode], '--width', str(args.width),
                    '--threads', str(args.threads), '--tile', str(args.tile), '--overlap', str(args.overlap),
-                   '--size', *map(str, args.size)] + (['--channels-last'] if args.channels_last else []) + \
+                   '--size', *map(str, args.size), '--device', args.device] + \
+                (['--channels-last'] if args.channels_last else []) + \
                 (['--autocast', args.autocast] if args.autocast else [])
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
@@ -196,23 +228,26 @@ def large_table(args: argparse.Namespace, speed: Dict[str, object]) -> None:
         ref = load_torch_file(outputs['whole']) if 'seconds' in results.get('whole', {}) else None
         first = load_torch_file(outputs[modes[0]]) if 'seconds' in results[modes[0]] else None
         rows = []
+        cuda = torch.device(args.device).type == 'cuda'
         for mode in modes:
             r = results[mode]
             if 'error' in r:
-                rows.append([mode, '-', '-', '-', '-', '-', r['error']])
+                rows.append([mode] + ['-'] * (6 + cuda) + [r['error']])
                 continue
             out = load_torch_file(outputs[mode])
             quality = '-' if ref is None else f'{psnr(out, ref):.2f}'
             diff = '-' if first is None else f'{(out - first).abs().max().item():.1e}'
-            speedup = f'{results[modes[0]]["seconds"] / r["seconds"]:.2f}x' if 'seconds' in results[modes[0]] else '-'
+            speedup = f'{r["seconds"] / results[modes[0]]["seconds"]:.2f}x' if 'seconds' in results[modes[0]] else '-'
             label = 'whole' if mode == 'whole' else f'tiled {args.tile}/{args.overlap}, {mode.split(":")[1]} per call'
-            rows.append([label, f'{r["seconds"]:.1f}', speedup, f'{r["peak_rss_mb"]:.0f}',
-                         f'{r["rss_added_mb"]:.0f}', diff, quality])
+            rows.append([label, f'{r["seconds"]:.1f}', speedup, f'{r["peak_rss_mb"]:.0f}', f'{r["rss_added_mb"]:.0f}']
+                        + ([f'{r["device_peak_mb"]:.0f}'] if cuda else []) + [diff, quality])
     fast = ' + '.join(k for k, v in speed.items() if v) or 'no fast paths'
-    print(f'\n{args.size[0]}x{args.size[1]} inference, NAFNet width {args.width}, CPU, {fast}; CPU seconds (all '
-          f'threads); peak RSS of a fresh process and the part added during inference (sampled)')
-    print(table(rows, ['mode', 'CPU seconds', f'vs {modes[0]}', 'peak RSS MB', 'added during inference MB',
-                       f'max abs diff to {modes[0]}', 'PSNR vs whole (dB)']))
+    unit = Clock(torch.device(args.device)).unit
+    print(f'\n{args.size[0]}x{args.size[1]} inference, NAFNet width {args.width}, {args.device}, {fast}; {unit}; '
+          f'peak RSS of a fresh process and the part added during inference (sampled)')
+    print(table(rows, ['mode', unit.split(' (')[0], f'time / time of {modes[0]}', 'peak RSS MB',
+                       'added during inference MB'] + (['device peak MB'] if cuda else [])
+                + [f'max abs diff to {modes[0]}', 'PSNR vs whole (dB)']))
 
 
 if __name__ == '__main__':
