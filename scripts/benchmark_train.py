@@ -8,9 +8,9 @@ measures how many training samples per second the data pipeline delivers on its 
     python scripts/benchmark_train.py --opt options/train/X.yml --iters 100 --threads 2
     python scripts/benchmark_train.py --workers 0 1 2 --step-seconds 0.25   # loader vs a (GPU) step of 0.25 s
     python scripts/benchmark_train.py --opt options/train/official/Restormer-GaussianColorDenoising.yml \
-        --loader-only --gpu-tflops 100 --set datasets.train.dataroot_gt=../shared/data/Kodak24
+        --loader-only --gpu-tflops 12 100 --set datasets.train.dataroot_gt=../shared/data/Kodak24
 
-``--loader-only`` skips the two training loops (networks too large to step on a CPU). ``--gpu-tflops T``
+``--loader-only`` skips the two training loops (networks too large to step on a CPU). ``--gpu-tflops T [T ...]``
 estimates the step of a GPU sustaining T TFLOP/s: 3 x the forward FLOPs of one batch (backward ~ 2 x forward)
 / T; the table then says how many loader workers deliver 4x what that step consumes.
 """
@@ -116,8 +116,8 @@ def main() -> None:
     parser.add_argument('--workers', type=int, nargs='+', default=[0, 2],
                         help='loader worker counts to measure (num_worker_per_gpu; default: %(default)s)')
     parser.add_argument('--loader-only', action='store_true', help='only the data loader (no training loops)')
-    parser.add_argument('--gpu-tflops', type=float, default=None,
-                        help='estimate a GPU step from the network FLOPs at this sustained TFLOP/s')
+    parser.add_argument('--gpu-tflops', type=float, nargs='+', default=[],
+                        help='estimate a GPU step from the network FLOPs at each sustained TFLOP/s given')
     parser.add_argument('--step-seconds', type=float, default=None,
                         help='also compare the loader with a training step of this many seconds (e.g. measured on '
                              'a GPU: the loader must deliver a batch in well under one step)')
@@ -138,10 +138,9 @@ def main() -> None:
         steps['this CPU trainer step'] = trainer
     if args.step_seconds:
         steps[f'a {args.step_seconds:g} s step'] = args.step_seconds
-    if args.gpu_tflops:
-        flops = step_flops(opt)
-        steps[f'a GPU step at {args.gpu_tflops:g} TFLOP/s ({flops / 1e12:.2f} TFLOP per step)'] = \
-            flops / (args.gpu_tflops * 1e12)
+    flops = step_flops(opt) if args.gpu_tflops else 0.0
+    for tflops in args.gpu_tflops:
+        steps[f'a GPU step at {tflops:g} TFLOP/s ({flops / 1e12:.2f} TFLOP per step)'] = flops / (tflops * 1e12)
     print(f"\nnetwork {opt['network_g']['type']} {({k: v for k, v in opt['network_g'].items() if k != 'type'})}, "
           f"batch {ds.get('batch_size_per_gpu')} x {ds.get('gt_size')} px, {args.threads} thread(s), "
           f'{args.iters} timed iterations, device {"cuda" if torch.cuda.is_available() else "cpu"}, '
