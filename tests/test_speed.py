@@ -1,6 +1,7 @@
 """Fast paths (basicsr/utils/speed.py): each matches the plain network within its tolerance, falls back with a
 warning, keeps plain state_dict names; batched tiles equal unbatched ones; training with the speed block
 resumes exactly."""
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -15,7 +16,8 @@ from basicsr.archs import build_network
 from basicsr.inference.pipeline import InferenceOptionError, build_inference
 from basicsr.models.image_restoration_model import unwrap
 from basicsr.utils.options import parse_options
-from basicsr.utils.speed import FastNetwork, SpeedFallbackWarning, SpeedOptionError, apply_speed, parse_speed
+from basicsr.utils.speed import (FastNetwork, SpeedFallbackWarning, SpeedOptionError, apply_speed, parse_speed,
+                                 set_memory_format)
 
 ROOT = Path(__file__).resolve().parents[1]
 CBSD68 = ROOT.parent / 'shared' / 'data' / 'CBSD68'
@@ -295,3 +297,76 @@ def test_loader_workers_run_opencv_single_threaded():
     if cv2.getNumThreads() < 2:
         pytest.skip('OpenCV runs single-threaded in this process already (one core)')
     assert [int(b) for b in loader] == [1, 1]  # the main process keeps its pool
+
+
+# one small configuration of each family the speed targets name (issue: NAFNet, HINet, MPRNet, MSRResNet,
+# Restormer, PromptIR, SwinIR, Uformer), with the input size each needs
+FAMILIES = {
+    'NAFNet': ({'width': 8, 'enc_blk_nums': [1, 1], 'middle_blk_num': 1, 'dec_blk_nums': [1, 1]}, 32),
+    'HINet': ({'wf': 8, 'depth': 2}, 32),
+    'MPRNet': ({'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1, 'reduction': 4}, 32),
+    'MSRResNet': ({'num_feat': 8, 'num_block': 2, 'upscale': 2}, 16),
+    'Restormer': ({'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 2, 2, 4]}, 32),
+    'PromptIR': ({'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'decoder': True}, 32),
+    'SwinIR': ({'upscale': 2, 'upsampler': 'pixelshuffle', 'embed_dim': 12, 'depths': [2], 'num_heads': [2],
+                'window_size': 4, 'mlp_ratio': 2, 'img_size': 16}, 16),
+    'Uformer': ({'img_size': 32, 'embed_dim': 4, 'depths': [1, 2, 1, 1, 1, 1, 1, 2, 1],
+                 'num_heads': [1, 1, 1, 1, 1, 1, 1, 1, 1], 'win_size': 2, 'modulator': True}, 32),
+}
+
+
+def _family(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    net = build_network({'type': name, **FAMILIES[name][0]})
+    with torch.no_grad():  # zero-initialised residual scales (NAFNet) would hide whole branches
+        for pname, p in net.named_parameters():
+            if pname.endswith(('beta', 'gamma')) and not p.any():
+                p.uniform_(0.1, 0.3)
+    return net.eval()
+
+
+def _tensors(out):
+    return [out] if isinstance(out, torch.Tensor) else [t for t in (out.values() if isinstance(out, dict) else out)
+                                                       if isinstance(t, torch.Tensor)]
+
+
+@pytest.mark.parametrize('name', sorted(FAMILIES))
+def test_each_family_channels_last_and_bf16_match_plain(name):
+    net = _family(name)
+    size = FAMILIES[name][1]
+    x = torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        ref = _tensors(net(x))
+        cl = _tensors(apply_speed(net, {'channels_last': True})(x))
+        bf = _tensors(apply_speed(net, {'channels_last': True, 'autocast': 'bf16'})(x))
+    assert len(ref) == len(cl) == len(bf)
+    for r, c, b in zip(ref, cl, bf):
+        assert c.dtype == b.dtype == torch.float32 and c.shape == b.shape == r.shape
+        assert (c - r).abs().max() < FP32_TOL  # fp32: the same arithmetic in another order
+        scale = r.abs().max().clamp_min(1.0)
+        # bf16 keeps 8 mantissa bits (relative rounding 2^-8 per operation); a few layers stay within ~5 %
+        assert 0 < (b - r).abs().max() / scale < 0.05
+
+
+@pytest.mark.slow
+def test_compiled_nafnet_matches_plain_in_eval_and_training():
+    net = _family('NAFNet')
+    x = torch.rand(1, 3, 32, 32)
+    fast = apply_speed(net, {'compile': True, 'channels_last': True})
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', SpeedFallbackWarning)  # the compiled path itself must run
+        with torch.no_grad():
+            out = fast(x)
+        net.train()
+        fast(x).mean().backward()
+    assert fast.compile_error is None
+    grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad()
+    plain = copy.deepcopy(net)
+    set_memory_format(plain, torch.contiguous_format)
+    plain(x).mean().backward()
+    plain.eval()
+    with torch.no_grad():
+        assert (out - plain(x)).abs().max() < FP32_TOL
+    for n, p in plain.named_parameters():
+        assert torch.allclose(grads[n], p.grad, atol=FP32_TOL, rtol=1e-3), n
